@@ -1,0 +1,149 @@
+"""``kink_policy``: one choice of derivative at every kink, reaching unmodified model code.
+
+A policy is entered as a context manager or used as a decorator. While one is active, a
+``TorchFunctionMode`` routes every registered PyTorch entry point (``torch.relu``, ``F.relu``,
+``nn.ReLU``, ``x.relu()``, ``torch.clamp``, ``F.max_pool2d``, ``x.abs()``, ...) to the matching
+:mod:`kinkgrad.ops` function with the policy's ``at_kink``. Policies nest: the innermost one is the
+whole policy in effect (it does not inherit from the outer one) and the outer one is restored on exit.
+Outside any policy PyTorch is untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from kinkgrad._rules import check_lambda, check_tie_rule
+
+
+class kink_policy(contextlib.ContextDecorator):
+    """Choose the derivative at every kink, for unmodified PyTorch code inside the block.
+
+    Args:
+        default: ``λ`` for every elementwise kink and binary tie (``relu``, ``clamp``, ``maximum``,
+            ``abs``, norms and losses...): the derivative there is ``(1-λ)·left + λ·right``. With one
+            ``λ``, ``relu(x)``, ``clamp(x, min=0)`` and ``maximum(x, 0)`` agree, and so do ``hardtanh``
+            and ``clamp(x, -1, 1)``. ``None`` keeps PyTorch's choices.
+        ties: tie rule for every selection (``max``/``min`` reductions, max-pools, ``topk``, ``sort``,
+            ``median``, ``kthvalue``): ``"first"``, ``"last"``, ``"split"`` or ``"random"``.
+        seed: seed of the generator behind ``"random"`` ties (reset each time the policy is entered).
+        **per_op: one op's choice, overriding ``default``/``ties``: ``relu=1.0``, ``max_pool="split"``...
+            Names are those of :func:`kinkgrad.registry` (``kinkgrad atlas`` lists them); ``max_pool``
+            names all max-pools, adaptive ones included.
+
+    Example:
+        >>> import torch
+        >>> x = torch.zeros(3, requires_grad=True)
+        >>> with kink_policy(default=0.5):
+        ...     y = torch.relu(x) + torch.clamp(x, min=0) + torch.maximum(x, torch.zeros(3))
+        >>> y.sum().backward()
+        >>> x.grad  # PyTorch alone gives 0 + 1 + 0.5
+        tensor([1.5000, 1.5000, 1.5000])
+    """
+
+    def __init__(
+        self, default: float | None = None, *, ties: str | None = None, seed: int = 0, **per_op: Any
+    ) -> None:
+        from kinkgrad._registry import GROUPS, OPS
+
+        self.default = None if default is None else check_lambda(default, "default")
+        self.ties = None if ties is None else check_tie_rule(ties, "ties")
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise TypeError(f"seed must be an int, got {seed!r}")
+        self.seed = seed
+        choices: dict[str, Any] = {}
+        # groups first, so that a single op's own keyword overrides its group's
+        for name, value in sorted(per_op.items(), key=lambda item: item[0] in OPS):
+            if name not in OPS and name not in GROUPS:
+                valid = sorted(set(OPS) | set(GROUPS))
+                raise ValueError(f"unknown kink op {name!r} for kink_policy; valid names: {', '.join(valid)}")
+            for member in GROUPS.get(name, (name,)):  # None: PyTorch's own choice for this op
+                choices[member] = None if value is None else _check_choice(OPS[member].kind, value, name)
+        self.choices: Mapping[str, Any] = choices
+        self._generator: torch.Generator | None = None
+
+    def choice(self, *names: str) -> Any:
+        """The ``at_kink`` this policy gives the first of ``names`` it sets explicitly, else the default
+        for the kind of ``names[0]`` (``None``: PyTorch's own)."""
+        from kinkgrad._registry import OPS
+
+        for name in names:
+            if name in self.choices:
+                return self.choices[name]
+        return self.ties if OPS[names[0]].kind == "ties" else self.default
+
+    def __repr__(self) -> str:
+        parts = [f"default={self.default!r}"] if self.default is not None else []
+        if self.ties is not None:
+            parts.append(f"ties={self.ties!r}")
+        parts += [f"{k}={v!r}" for k, v in sorted(self.choices.items())]
+        return f"kink_policy({', '.join(parts)})"
+
+    def __enter__(self) -> kink_policy:
+        self._generator = torch.Generator().manual_seed(self.seed)
+        stack = _stack()
+        if not stack:
+            _state.mode = _PolicyMode()
+            _state.mode.__enter__()
+        stack.append(self)
+        _state.mode.policy = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stack = _stack()
+        stack.pop()
+        if stack:
+            _state.mode.policy = stack[-1]
+        else:
+            mode, _state.mode = _state.mode, None
+            mode.__exit__(*exc)
+
+
+def _check_choice(kind: str, value: Any, name: str) -> Any:
+    if kind == "ties":
+        return check_tie_rule(value, name)
+    return check_lambda(value, name)
+
+
+_state = threading.local()
+
+
+def _stack() -> list[kink_policy]:
+    if not hasattr(_state, "stack"):
+        _state.stack = []
+        _state.mode = None
+    stack: list[kink_policy] = _state.stack
+    return stack
+
+
+def active_policy() -> kink_policy | None:
+    """The innermost active policy of this thread, if any."""
+    stack = _stack()
+    return stack[-1] if stack else None
+
+
+def active_generator() -> torch.Generator | None:
+    """The generator of the innermost policy (for ``"random"`` ties), or ``None`` (global RNG)."""
+    policy = active_policy()
+    return None if policy is None else policy._generator
+
+
+class _PolicyMode(TorchFunctionMode):
+    policy: kink_policy
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        from kinkgrad._registry import ROUTES
+
+        kwargs = kwargs or {}
+        route = ROUTES.get(func)
+        if route is None or "out" in kwargs:
+            return func(*args, **kwargs)
+        choice = self.policy.choice(*route.names(args, kwargs))
+        if choice is None:
+            return func(*args, **kwargs)
+        return route.call(choice, args, kwargs)

@@ -1,0 +1,351 @@
+"""Elementwise kink ops: PyTorch's forward values, the derivative at each kink chosen by ``λ``.
+
+Every op takes ``at_kink``: ``None`` keeps PyTorch's (or the active policy's) derivative; a number
+``λ`` (or a tensor of them, broadcastable to the input) gives ``(1 - λ)·left + λ·right`` at the kink,
+where left/right are the one-sided derivatives. The mask of inputs at a kink is taken in the forward
+pass from the input (not the output: ``relu``'s own backward cannot tell ``x = 0`` from ``x < 0``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from kinkgrad._autodiff import Trace, at_kinks, needs_rule, straight_through, trace_mode
+from kinkgrad._rules import check_lambda
+
+__all__ = [
+    "abs",
+    "celu",
+    "clamp",
+    "clamp_max",
+    "clamp_min",
+    "elu",
+    "hardshrink",
+    "hardsigmoid",
+    "hardswish",
+    "hardtanh",
+    "leaky_relu",
+    "prelu",
+    "relu",
+    "relu6",
+    "rrelu",
+    "selu",
+    "softshrink",
+    "threshold",
+]
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+@dataclass(frozen=True)
+class Kink:
+    """A kink of a scalar function at ``point`` with one-sided derivatives ``left`` and ``right``."""
+
+    point: float
+    left: float | Tensor
+    right: float | Tensor
+
+
+def _apply(
+    x: Tensor, value: Tensor, kinks: Sequence[Kink], at_kink: Any, mode: Trace | None = None
+) -> Tensor:
+    """``value`` (PyTorch's ``f(x)``) with the derivative at each kink set by ``at_kink``."""
+    if at_kink is None or not x.is_floating_point():
+        return value
+    lam = check_lambda(at_kink)
+    mode = trace_mode(x) if mode is None else mode
+    kinks = [k for k in kinks if math.isfinite(k.point)]
+    if mode is Trace.NONE or not kinks:
+        return value
+    masks = [x == k.point for k in kinks]
+    mask = masks[0]
+    for m in masks[1:]:
+        mask = mask | m
+    if not needs_rule(mode, mask):
+        return value
+    slope: float | Tensor = _slope(kinks[-1], lam, x)
+    for k, m in zip(kinks[-2::-1], masks[-2::-1]):
+        slope = torch.where(m, _as_tensor(_slope(k, lam, x), x), _as_tensor(slope, x))
+    return at_kinks(value, mask, slope * (x - x.detach()))
+
+
+def _slope(k: Kink, lam: float | Tensor, x: Tensor) -> float | Tensor:
+    if isinstance(lam, float) and not isinstance(k.left, Tensor) and not isinstance(k.right, Tensor):
+        return (1.0 - lam) * k.left + lam * k.right
+    return (1.0 - lam) * _as_tensor(k.left, x) + lam * _as_tensor(k.right, x)
+
+
+def _as_tensor(v: float | Tensor, x: Tensor) -> Tensor:
+    if isinstance(v, Tensor):
+        return v.detach().to(x.dtype)
+    return torch.scalar_tensor(v, dtype=x.dtype, device=x.device)
+
+
+def _elementwise(
+    x: Tensor, inplace: bool, at_kink: Any, kinks: Sequence[Kink], native: Any, *args: Any
+) -> Tensor:
+    """Shared body: ``native(x, *args, inplace=False)`` is PyTorch's op."""
+    if inplace and (at_kink is None or not x.is_floating_point() or trace_mode(x) is Trace.NONE):
+        return native(x, *args, inplace=True)
+    out = _apply(x, native(x, *args, inplace=False), kinks, at_kink)
+    return x.copy_(out) if inplace else out
+
+
+def _bounds(lo: float | None, hi: float | None) -> list[Kink]:
+    """Kinks of ``clamp(x, lo, hi)`` with scalar bounds (``relu6`` and ``hardtanh`` too)."""
+    if lo is not None and hi is not None:
+        if lo > hi:  # PyTorch returns hi everywhere: constant, no kink
+            return []
+        if lo == hi:
+            return [Kink(lo, 0.0, 0.0)]
+    kinks = []
+    if lo is not None:
+        kinks.append(Kink(lo, 0.0, 1.0))
+    if hi is not None:
+        kinks.append(Kink(hi, 1.0, 0.0))
+    return kinks
+
+
+def relu(input: Tensor, inplace: bool = False, *, at_kink: Any = None) -> Tensor:
+    """``max(x, 0)``.
+
+    Clarke set at 0: ``[0, 1]``. PyTorch returns 0 there. ``at_kink=λ`` returns ``λ``.
+
+    Example:
+        >>> x = torch.tensor([-1.0, 0.0, 2.0], requires_grad=True)
+        >>> relu(x, at_kink=1.0).backward(torch.tensor([3.0, 3.0, 3.0]))
+        >>> x.grad
+        tensor([0., 3., 3.])
+    """
+    return _elementwise(input, inplace, at_kink, (Kink(0.0, 0.0, 1.0),), F.relu)
+
+
+def leaky_relu(
+    input: Tensor, negative_slope: float = 0.01, inplace: bool = False, *, at_kink: Any = None
+) -> Tensor:
+    """``x if x > 0 else negative_slope·x``.
+
+    Clarke set at 0: between ``negative_slope`` and 1. PyTorch returns ``negative_slope``.
+    ``at_kink=λ`` returns ``(1 - λ)·negative_slope + λ``.
+    """
+    return _elementwise(
+        input, inplace, at_kink, (Kink(0.0, negative_slope, 1.0),), F.leaky_relu, negative_slope
+    )
+
+
+def prelu(input: Tensor, weight: Tensor, *, at_kink: Any = None) -> Tensor:
+    """``x if x > 0 else weight·x`` with a learned slope per channel (dim 1).
+
+    Clarke set at 0 (in ``x``): between ``weight`` and 1; the derivative in ``weight`` is 0 on both
+    sides. PyTorch returns ``weight``. ``at_kink=λ`` returns ``(1 - λ)·weight + λ``.
+    """
+    value = F.prelu(input, weight)
+    if weight.numel() == 1 or input.dim() < 2:
+        slope = weight.reshape(())
+    else:
+        slope = weight.reshape((1, -1) + (1,) * (input.dim() - 2))
+    return _apply(input, value, (Kink(0.0, slope, 1.0),), at_kink)
+
+
+def rrelu(
+    input: Tensor,
+    lower: float = 1.0 / 8,
+    upper: float = 1.0 / 3,
+    training: bool = False,
+    inplace: bool = False,
+    *,
+    at_kink: Any = None,
+) -> Tensor:
+    """Randomized leaky relu; in eval mode ``leaky_relu`` with slope ``(lower + upper) / 2``.
+
+    Clarke set at 0 (eval mode): between the slope and 1; PyTorch returns the slope. In training mode
+    the slopes are random per element and drawn inside PyTorch's kernel, so no rule can be applied:
+    choosing ``at_kink`` there raises.
+    """
+    if training and at_kink is not None and input.is_floating_point():
+        raise NotImplementedError(
+            "rrelu in training mode draws its slopes inside PyTorch's kernel, so kinkgrad cannot set its "
+            "derivative at 0; use eval mode (training=False), or leave rrelu out of the policy"
+        )
+    slope = (lower + upper) / 2
+    return _elementwise(input, inplace, at_kink, (Kink(0.0, slope, 1.0),), F.rrelu, lower, upper, training)
+
+
+def relu6(input: Tensor, inplace: bool = False, *, at_kink: Any = None) -> Tensor:
+    """``min(max(x, 0), 6)``.
+
+    Clarke sets: ``[0, 1]`` at 0 and at 6. PyTorch returns 0 at both. ``at_kink=λ`` returns ``λ`` at 0
+    and ``1 - λ`` at 6 (``(1-λ)·left + λ·right`` at each), the same as ``clamp(x, 0, 6)``.
+    """
+    return _elementwise(input, inplace, at_kink, _bounds(0.0, 6.0), F.relu6)
+
+
+def hardtanh(
+    input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False, *, at_kink: Any = None
+) -> Tensor:
+    """``clamp(x, min_val, max_val)``.
+
+    Clarke sets: ``[0, 1]`` at each bound. PyTorch returns 0 at both. ``at_kink=λ`` returns ``λ`` at
+    ``min_val`` and ``1 - λ`` at ``max_val``, exactly as :func:`clamp` does.
+    """
+    return _elementwise(input, inplace, at_kink, _bounds(min_val, max_val), F.hardtanh, min_val, max_val)
+
+
+def clamp(
+    input: Tensor,
+    min: float | Tensor | None = None,
+    max: float | Tensor | None = None,
+    *,
+    at_kink: Any = None,
+) -> Tensor:
+    """``min(max(x, min), max)``; bounds are numbers or tensors.
+
+    Clarke sets: ``[0, 1]`` at each bound. PyTorch returns 1 there (the input's derivative), for scalar
+    and tensor bounds alike. ``at_kink=λ`` returns ``λ`` at ``min`` and ``1 - λ`` at ``max``; with a
+    tensor bound the tie gives ``1 - λ`` (at ``min``) or ``λ`` (at ``max``) to the bound, as
+    :func:`~kinkgrad.ops.maximum` and :func:`~kinkgrad.ops.minimum` do.
+    """
+    value = torch.clamp(input, min, max)
+    if at_kink is None or not input.is_floating_point():
+        return value
+    if not isinstance(min, Tensor) and not isinstance(max, Tensor):
+        return _apply(input, value, _bounds(min, max), at_kink)
+    from kinkgrad.ops._binary import maximum, minimum
+
+    lam = check_lambda(at_kink)
+    bounds = [b for b in (min, max) if isinstance(b, Tensor)]
+    mode = trace_mode(input, *bounds)
+    if mode is Trace.NONE:
+        return value
+    hit = torch.zeros((), dtype=torch.bool, device=input.device)
+    for b in (min, max):
+        if b is not None:
+            hit = hit | ((input == b) & torch.isfinite(input))
+    if not needs_rule(mode, hit):
+        return value
+    surrogate = input
+    if min is not None:
+        surrogate = maximum(
+            surrogate, torch.as_tensor(min, dtype=input.dtype, device=input.device), at_kink=lam
+        )
+    if max is not None:
+        surrogate = minimum(
+            surrogate, torch.as_tensor(max, dtype=input.dtype, device=input.device), at_kink=lam
+        )
+    return straight_through(value, surrogate)
+
+
+def clamp_min(input: Tensor, min: float | Tensor, *, at_kink: Any = None) -> Tensor:
+    """``max(x, min)``: :func:`clamp` with only a lower bound (``clamp(x, min=0)`` is ``relu``)."""
+    return clamp(input, min, None, at_kink=at_kink)
+
+
+def clamp_max(input: Tensor, max: float | Tensor, *, at_kink: Any = None) -> Tensor:
+    """``min(x, max)``: :func:`clamp` with only an upper bound."""
+    return clamp(input, None, max, at_kink=at_kink)
+
+
+def threshold(
+    input: Tensor, threshold: float, value: float, inplace: bool = False, *, at_kink: Any = None
+) -> Tensor:
+    """``x if x > threshold else value``.
+
+    Discontinuous at ``threshold`` unless ``value == threshold`` (then the Clarke set there is
+    ``[0, 1]``). PyTorch returns 0 at ``x == threshold``. ``at_kink=λ`` returns ``λ`` (one-sided
+    derivatives 0 and 1).
+    """
+    return _elementwise(input, inplace, at_kink, (Kink(threshold, 0.0, 1.0),), F.threshold, threshold, value)
+
+
+def abs(input: Tensor, *, at_kink: Any = None) -> Tensor:
+    """``|x|``.
+
+    Clarke set at 0: ``[-1, 1]``. PyTorch returns 0 there. ``at_kink=λ`` returns ``2λ - 1``.
+
+    Example:
+        >>> x = torch.zeros(2, requires_grad=True)
+        >>> abs(x, at_kink=1.0).sum().backward()
+        >>> x.grad
+        tensor([1., 1.])
+    """
+    return _apply(input, torch.abs(input), (Kink(0.0, -1.0, 1.0),), at_kink)
+
+
+def hardsigmoid(input: Tensor, inplace: bool = False, *, at_kink: Any = None) -> Tensor:
+    """``clamp(x/6 + 1/2, 0, 1)``.
+
+    Clarke sets: ``[0, 1/6]`` at -3 and at 3. PyTorch returns 0 at both. ``at_kink=λ`` returns
+    ``λ/6`` at -3 and ``(1 - λ)/6`` at 3.
+    """
+    return _elementwise(
+        input, inplace, at_kink, (Kink(-3.0, 0.0, 1 / 6), Kink(3.0, 1 / 6, 0.0)), F.hardsigmoid
+    )
+
+
+def hardswish(input: Tensor, inplace: bool = False, *, at_kink: Any = None) -> Tensor:
+    """``x · hardsigmoid(x)``.
+
+    Clarke sets: ``[-1/2, 0]`` at -3 and ``[1, 3/2]`` at 3. ``at_kink=λ`` returns ``-λ/2`` at -3
+    and ``(1 - λ)·3/2 + λ`` at 3.
+    """
+    return _elementwise(input, inplace, at_kink, (Kink(-3.0, 0.0, -0.5), Kink(3.0, 1.5, 1.0)), F.hardswish)
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False, *, at_kink: Any = None) -> Tensor:
+    """``x if x > 0 else alpha·(exp(x) - 1)``.
+
+    Clarke set at 0: between ``alpha`` and 1 (a single point when ``alpha == 1``). PyTorch returns
+    ``alpha`` (the left slope). ``at_kink=λ`` returns ``(1 - λ)·alpha + λ``.
+    """
+    return _elementwise(input, inplace, at_kink, (Kink(0.0, alpha, 1.0),), F.elu, alpha)
+
+
+def selu(input: Tensor, inplace: bool = False, *, at_kink: Any = None) -> Tensor:
+    """``scale·elu(x, alpha)`` with SELU's constants.
+
+    Clarke set at 0: between ``scale`` and ``scale·alpha`` (about 1.0507 and 1.7581).
+    ``at_kink=λ`` returns ``(1 - λ)·scale·alpha + λ·scale``.
+    """
+    kink = Kink(0.0, _SELU_SCALE * _SELU_ALPHA, _SELU_SCALE)
+    return _elementwise(input, inplace, at_kink, (kink,), F.selu)
+
+
+def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False, *, at_kink: Any = None) -> Tensor:
+    """``max(0, x) + min(0, alpha·(exp(x/alpha) - 1))``.
+
+    Continuously differentiable: both one-sided derivatives at 0 are 1, so every ``λ`` gives 1.
+    Registered so that policies and the atlas cover it.
+    """
+    return _elementwise(input, inplace, at_kink, (Kink(0.0, 1.0, 1.0),), F.celu, alpha)
+
+
+def _shrink_kinks(lambd: float, inner: float) -> list[Kink]:
+    if lambd == 0:  # the identity: no kink
+        return []
+    return [Kink(-lambd, 1.0, inner), Kink(lambd, inner, 1.0)]
+
+
+def hardshrink(input: Tensor, lambd: float = 0.5, *, at_kink: Any = None) -> Tensor:
+    """``x if |x| > lambd else 0``.
+
+    Discontinuous at ``±lambd`` (one-sided derivatives 1 outside, 0 inside). PyTorch returns 0 there.
+    ``at_kink=λ`` returns ``1 - λ`` at ``-lambd`` and ``λ`` at ``lambd``.
+    """
+    return _apply(input, F.hardshrink(input, lambd), _shrink_kinks(lambd, 0.0), at_kink)
+
+
+def softshrink(input: Tensor, lambd: float = 0.5, *, at_kink: Any = None) -> Tensor:
+    """``x - lambd·sign(x) if |x| > lambd else 0``.
+
+    Clarke sets: ``[0, 1]`` at ``±lambd``. PyTorch returns 0 there. ``at_kink=λ`` returns ``1 - λ``
+    at ``-lambd`` and ``λ`` at ``lambd``.
+    """
+    return _apply(input, F.softshrink(input, lambd), _shrink_kinks(lambd, 0.0), at_kink)

@@ -1,0 +1,210 @@
+"""Max-pooling with ties: ``max_pool1d/2d/3d`` and ``adaptive_max_pool1d/2d/3d``.
+
+A window whose maximum is attained by several entries is a tie; the Clarke set is the simplex over
+those entries. PyTorch sends the whole gradient to the first one (in window order). ``at_kink`` is a
+tie rule (``"first"``, ``"last"``, ``"split"``, ``"random"``). Forward values and indices are
+PyTorch's own. Windows are gathered with index tables, so padding, dilation, ``ceil_mode`` and the
+uneven windows of adaptive pooling all follow PyTorch's own window geometry.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from kinkgrad._autodiff import Trace, needs_rule, trace_mode, zero_tangent
+from kinkgrad._rules import check_tie_rule, tie_weights
+from kinkgrad.ops._selection import _finite_where, _generator
+
+__all__ = [
+    "adaptive_max_pool1d",
+    "adaptive_max_pool2d",
+    "adaptive_max_pool3d",
+    "max_pool1d",
+    "max_pool2d",
+    "max_pool3d",
+]
+
+
+def _tuple(v: int | Sequence[int] | None, n: int) -> tuple[int, ...]:
+    if v is None:
+        return ()
+    if isinstance(v, int):
+        return (v,) * n
+    t = tuple(v)
+    return t * n if len(t) == 1 else t
+
+
+def _window_table(
+    starts: Tensor, ends: Tensor, size: int, length: int, dilation: int
+) -> tuple[Tensor, Tensor]:
+    """Index table ``[out, size]`` into a dim of ``length`` and the mask of real (in-window) entries."""
+    pos = starts[:, None] + torch.arange(size, device=starts.device) * dilation
+    valid = (pos >= 0) & (pos < length) & (pos < ends[:, None])
+    return pos.clamp(0, length - 1), valid
+
+
+def _windows(t: Tensor, tables: Sequence[Tensor]) -> Tensor:
+    """Gather ``[..., L1..Ln]`` into ``[..., O1..On, K1*...*Kn]``."""
+    n = len(tables)
+    for i in reversed(range(n)):
+        d = t.dim() - n + i - (n - 1 - i)  # position of L_i once later dims were split in two
+        out, k = tables[i].shape
+        t = t.index_select(d, tables[i].flatten()).unflatten(d, (out, k))
+    batch = t.dim() - 2 * n
+    order = list(range(batch)) + [batch + 2 * i for i in range(n)] + [batch + 2 * i + 1 for i in range(n)]
+    return t.permute(order).flatten(batch + n)
+
+
+def _outer(valids: Sequence[Tensor]) -> Tensor:
+    """``[O1..On, K1*...*Kn]`` from per-dim ``[Oi, Ki]`` masks."""
+    n = len(valids)
+    mask = torch.ones((), dtype=torch.bool, device=valids[0].device)
+    for i, v in enumerate(valids):
+        shape = [1] * (2 * n)
+        shape[i], shape[n + i] = v.shape
+        mask = mask & v.reshape(shape)
+    return mask.flatten(n)
+
+
+def _resolve(input: Tensor, value: Tensor, tables: Sequence[tuple[Tensor, Tensor]], at_kink: Any) -> Tensor:
+    if at_kink is None or not input.is_floating_point():
+        return value
+    rule = check_tie_rule(at_kink)
+    mode = trace_mode(input)
+    if mode is Trace.NONE or input.numel() == 0:
+        return value
+    index = [t for t, _ in tables]
+    valid = _outer([v for _, v in tables])
+    windows = _windows(input, index)
+    tied = (windows == value.unsqueeze(-1)) & valid & torch.isfinite(windows)
+    if not needs_rule(mode, tied.sum(-1) > 1):
+        return value
+    w = tie_weights(tied, rule, input.dtype, _generator())
+    tangent = (w * _windows(zero_tangent(input), index)).sum(-1)
+    return _finite_where(value, tangent)
+
+
+def _max_pool(
+    n: int,
+    native: Any,
+    input: Tensor,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    ceil_mode: bool,
+    return_indices: bool,
+    at_kink: Any,
+) -> Any:
+    result = native(input, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode, return_indices=True)
+    value, indices = result
+    k = _tuple(kernel_size, n)
+    s = _tuple(stride, n) or k
+    p, d = _tuple(padding, n), _tuple(dilation, n)
+    lengths = input.shape[-n:]
+    tables = []
+    for i in range(n):
+        out = value.shape[-n + i]
+        starts = torch.arange(out, device=input.device) * s[i] - p[i]
+        ends = torch.full_like(starts, lengths[i])
+        tables.append(_window_table(starts, ends, k[i], lengths[i], d[i]))
+    out_value = _resolve(input, value, tables, at_kink)
+    return (out_value, indices) if return_indices else out_value
+
+
+def max_pool1d(
+    input: Tensor,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+    *,
+    at_kink: Any = None,
+) -> Any:
+    """``F.max_pool1d`` with ties in a window resolved by ``at_kink`` (PyTorch: first entry)."""
+    args = (input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, at_kink)
+    return _max_pool(1, F.max_pool1d, *args)
+
+
+def max_pool2d(
+    input: Tensor,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+    *,
+    at_kink: Any = None,
+) -> Any:
+    """``F.max_pool2d`` with ties in a window resolved by ``at_kink`` (PyTorch: first entry).
+
+    Example:
+        >>> x = torch.ones(1, 1, 2, 2, requires_grad=True)
+        >>> max_pool2d(x, 2, at_kink="split").sum().backward()
+        >>> x.grad.flatten()
+        tensor([0.2500, 0.2500, 0.2500, 0.2500])
+    """
+    args = (input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, at_kink)
+    return _max_pool(2, F.max_pool2d, *args)
+
+
+def max_pool3d(
+    input: Tensor,
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+    *,
+    at_kink: Any = None,
+) -> Any:
+    """``F.max_pool3d`` with ties in a window resolved by ``at_kink`` (PyTorch: first entry)."""
+    args = (input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, at_kink)
+    return _max_pool(3, F.max_pool3d, *args)
+
+
+def _adaptive(
+    n: int, native: Any, input: Tensor, output_size: Any, return_indices: bool, at_kink: Any
+) -> Any:
+    value, indices = native(input, output_size, return_indices=True)
+    tables = []
+    for i in range(n):
+        length, out = input.shape[-n + i], value.shape[-n + i]
+        j = torch.arange(out, device=input.device)
+        starts = torch.div(j * length, out, rounding_mode="floor")
+        ends = torch.div((j + 1) * length + out - 1, out, rounding_mode="floor")
+        size = max(math.ceil((jj + 1) * length / out) - (jj * length) // out for jj in range(out))
+        tables.append(_window_table(starts, ends, size, length, 1))
+    out_value = _resolve(input, value, tables, at_kink)
+    return (out_value, indices) if return_indices else out_value
+
+
+def adaptive_max_pool1d(
+    input: Tensor, output_size: Any, return_indices: bool = False, *, at_kink: Any = None
+) -> Any:
+    """``F.adaptive_max_pool1d`` with window ties resolved by ``at_kink`` (PyTorch: first entry)."""
+    return _adaptive(1, F.adaptive_max_pool1d, input, output_size, return_indices, at_kink)
+
+
+def adaptive_max_pool2d(
+    input: Tensor, output_size: Any, return_indices: bool = False, *, at_kink: Any = None
+) -> Any:
+    """``F.adaptive_max_pool2d`` with window ties resolved by ``at_kink`` (PyTorch: first entry)."""
+    return _adaptive(2, F.adaptive_max_pool2d, input, output_size, return_indices, at_kink)
+
+
+def adaptive_max_pool3d(
+    input: Tensor, output_size: Any, return_indices: bool = False, *, at_kink: Any = None
+) -> Any:
+    """``F.adaptive_max_pool3d`` with window ties resolved by ``at_kink`` (PyTorch: first entry)."""
+    return _adaptive(3, F.adaptive_max_pool3d, input, output_size, return_indices, at_kink)
