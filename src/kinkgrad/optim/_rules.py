@@ -1,0 +1,187 @@
+"""Small step rules on lists of tensors, each with a plain loop and a ``torch._foreach_*`` twin.
+
+The optimizers are short recipes over these pieces; nothing here knows about param groups.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..prox import Prox
+
+__all__ = [
+    "adam_denominators",
+    "adam_moments_",
+    "add_scaled_",
+    "buckets",
+    "copy_",
+    "grads_of",
+    "heavy_ball_",
+    "prox_",
+    "reciprocal_scaled",
+    "sq_norm",
+]
+
+
+def grads_of(owner: str, params: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+    """The parameters that have a gradient, and those gradients (sparse gradients are refused)."""
+    with_grad: list[Tensor] = []
+    grads: list[Tensor] = []
+    for p in params:
+        g = p.grad
+        if g is None:
+            continue
+        if g.is_sparse:
+            raise ValueError(
+                f"{owner}: sparse gradients are not supported (parameter of shape {tuple(p.shape)})"
+            )
+        with_grad.append(p)
+        grads.append(g)
+    return with_grad, grads
+
+
+def buckets(keys: Sequence[Hashable], n: int) -> dict[Hashable, list[int]]:
+    """Indices ``0..n-1`` grouped by key, in first-seen order (one bucket when all keys agree)."""
+    out: dict[Hashable, list[int]] = defaultdict(list)
+    for i in range(n):
+        out[keys[i]].append(i)
+    return out
+
+
+def add_scaled_(ys: list[Tensor], xs: list[Tensor], alpha: float, foreach: bool) -> None:
+    """``y += alpha * x`` for each pair (the gradient step)."""
+    if foreach:
+        torch._foreach_add_(ys, xs, alpha=alpha)
+    else:
+        for y, x in zip(ys, xs):
+            y.add_(x, alpha=alpha)
+
+
+def copy_(dsts: list[Tensor], srcs: list[Tensor], foreach: bool) -> None:
+    """``dst <- src`` for each pair."""
+    if foreach:
+        torch._foreach_copy_(dsts, srcs)
+    else:
+        for d, s in zip(dsts, srcs):
+            d.copy_(s)
+
+
+def sq_norm(xs: list[Tensor]) -> float:
+    """:math:`\\sum_i \\|x_i\\|_2^2` as a Python float (one read of each tensor, accumulated in float64)."""
+    total = 0.0
+    for x in xs:
+        total += float(torch.linalg.vector_norm(x)) ** 2
+    return total
+
+
+def heavy_ball_(
+    bufs: list[Tensor | None], grads: list[Tensor], momentum: float, dampening: float, foreach: bool
+) -> list[Tensor]:
+    """``buf <- momentum * buf + (1 - dampening) * g`` (``buf <- g`` on the first step); return the buffers.
+
+    ``None`` entries are created in place in ``bufs``, exactly like ``torch.optim.SGD``.
+    """
+    fresh = [i for i, b in enumerate(bufs) if b is None]
+    old = [i for i, b in enumerate(bufs) if b is not None]
+    for i in fresh:
+        bufs[i] = torch.clone(grads[i]).detach()
+    if old:
+        old_bufs = [bufs[i] for i in old]
+        old_grads = [grads[i] for i in old]
+        if foreach:
+            torch._foreach_mul_(old_bufs, momentum)  # type: ignore[arg-type]
+            torch._foreach_add_(old_bufs, old_grads, alpha=1.0 - dampening)  # type: ignore[arg-type]
+        else:
+            for b, g in zip(old_bufs, old_grads):
+                b.mul_(momentum).add_(g, alpha=1.0 - dampening)  # type: ignore[union-attr]
+    return [b for b in bufs if b is not None]
+
+
+def nesterov(grads: list[Tensor], bufs: list[Tensor], momentum: float, foreach: bool) -> list[Tensor]:
+    """The Nesterov direction ``g + momentum * buf`` (new tensors)."""
+    if foreach:
+        return list(torch._foreach_add(grads, bufs, alpha=momentum))
+    return [g.add(b, alpha=momentum) for g, b in zip(grads, bufs)]
+
+
+def adam_moments_(
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    grads: list[Tensor],
+    beta1: float,
+    beta2: float,
+    foreach: bool,
+) -> None:
+    """``m <- beta1 m + (1 - beta1) g`` and ``v <- beta2 v + (1 - beta2) g^2`` (Adam's own ops)."""
+    if foreach:
+        torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
+        torch._foreach_mul_(exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - beta2)
+    else:
+        for m, v, g in zip(exp_avgs, exp_avg_sqs, grads):
+            m.lerp_(g, 1.0 - beta1)
+            v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+
+
+def adam_denominators(
+    exp_avg_sqs: list[Tensor], bias_correction2: float, eps: float, foreach: bool
+) -> list[Tensor]:
+    """``sqrt(v) / sqrt(bias_correction2) + eps``, as ``torch.optim.Adam`` computes it (new tensors)."""
+    root = bias_correction2**0.5
+    if foreach:
+        denoms = list(torch._foreach_sqrt(exp_avg_sqs))
+        torch._foreach_div_(denoms, root)
+        torch._foreach_add_(denoms, eps)
+        return denoms
+    return [(v.sqrt() / root).add_(eps) for v in exp_avg_sqs]
+
+
+def reciprocal_scaled(xs: list[Tensor], scale: float, foreach: bool) -> list[Tensor]:
+    """``scale / x`` for each tensor (as ``reciprocal`` then ``mul``, in both paths)."""
+    if foreach:
+        out = list(torch._foreach_reciprocal(xs))
+        torch._foreach_mul_(out, scale)
+        return out
+    return [x.reciprocal().mul_(scale) for x in xs]
+
+
+def addcmul_(ys: list[Tensor], a: list[Tensor], b: list[Tensor], value: float, foreach: bool) -> None:
+    """``y += value * a * b`` for each triple."""
+    if foreach:
+        torch._foreach_addcmul_(ys, a, b, value=value)
+    else:
+        for y, u, w in zip(ys, a, b):
+            y.addcmul_(u, w, value=value)
+
+
+def addcdiv_(ys: list[Tensor], a: list[Tensor], b: list[Tensor], value: float, foreach: bool) -> None:
+    """``y += value * a / b`` for each triple."""
+    if foreach:
+        torch._foreach_addcdiv_(ys, a, b, value=value)
+    else:
+        for y, u, w in zip(ys, a, b):
+            y.addcdiv_(u, w, value=value)
+
+
+def prox_(params: list[Tensor], prox: Prox | None, steps: float | Sequence[Tensor]) -> None:
+    """Apply ``prox.prox_`` to each parameter in place, with a shared scalar step or one tensor step each."""
+    if prox is None:
+        return
+    if isinstance(steps, float):
+        for p in params:
+            prox.prox_(p, steps)
+    else:
+        for p, s in zip(params, steps):
+            prox.prox_(p, s)
+
+
+def with_defaults(state: dict[str, Any], **values: Any) -> dict[str, Any]:
+    """Fill missing keys of a per-parameter state dict (used when a parameter is first seen)."""
+    for key, value in values.items():
+        state.setdefault(key, value)
+    return state
