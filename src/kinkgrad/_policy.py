@@ -11,6 +11,7 @@ Outside any policy PyTorch is untouched.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -85,6 +86,7 @@ class kink_policy(contextlib.ContextDecorator):
         return f"kink_policy({', '.join(parts)})"
 
     def __enter__(self) -> kink_policy:
+        _teach_dynamo()
         self._generator = torch.Generator().manual_seed(self.seed)
         stack = _stack()
         if not stack:
@@ -111,6 +113,23 @@ def _check_choice(kind: str, value: Any, name: str) -> Any:
 
 
 _state = threading.local()
+
+
+@functools.cache
+def _teach_dynamo() -> None:
+    """Make ``torch.compile`` dispatch every routed entry point through the policy's mode.
+
+    Dynamo only consults torch-function modes for functions in its cached set of overridable
+    functions, and PyTorch's list misses some (``F.hardsigmoid``, ``F.hardswish``, in-place
+    variants such as ``torch.relu_``): under ``torch.compile`` a policy would silently skip them.
+    The registry's compiled tests fail if this stops working.
+    """
+    from kinkgrad._registry import ROUTES
+
+    with contextlib.suppress(ImportError, AttributeError):
+        from torch._dynamo.variables import torch as dynamo_torch
+
+        dynamo_torch.get_overridable_functions().update(ROUTES)
 
 
 def _stack() -> list[kink_policy]:

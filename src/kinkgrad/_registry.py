@@ -100,9 +100,8 @@ def _binary(op: str, call: Callable[..., Any]) -> OpSpec:
 
 
 def _ties(op: str, point: str, make: Any, call: Callable[..., Any], directions: Any) -> OpSpec:
-    return OpSpec(
-        op, "ties", getattr(ops, op), "simplex over the tied entries", (Probe(point, make, call, directions),)
-    )
+    probe = Probe(point, make, call, directions, "ties")
+    return OpSpec(op, "ties", getattr(ops, op), "simplex over the tied entries", (probe,))
 
 
 def _e(n: int, i: int, sign: float = 1.0) -> list[float]:
@@ -110,7 +109,7 @@ def _e(n: int, i: int, sign: float = 1.0) -> list[float]:
 
 
 def _pool(n: int, call: Callable[..., Any]) -> tuple[Probe, ...]:
-    shape = (1, 1) + (1,) * (3 - n) + (2, 2) if n > 1 else (1, 1, 2)
+    shape = {1: (1, 1, 2), 2: (1, 1, 2, 2), 3: (1, 1, 1, 2, 2)}[n]
     size = 4 if n > 1 else 2
     make = lambda dtype: (torch.ones(shape, dtype=dtype),)  # noqa: E731
     return (Probe("all entries equal", make, call, [[_e(size, i)] for i in range(size)], "ties"),)
@@ -124,7 +123,7 @@ _SPECS: tuple[OpSpec, ...] = (
         "lambda",
         ops.prelu,
         "[weight, 1] in x; {0} in weight",
-        (Probe("x = 0, weight = 0.25", _point([[0.0]], [0.25]), F.prelu, [[[1.0]], [0.0]]),),
+        (Probe("x = 0, weight = 0.25", _point([[0.0]], [0.25]), F.prelu, [[[[1.0]], [0.0]]]),),
     ),
     _scalar("rrelu", [0.0], lambda x: F.rrelu(x, training=False), "[(lower+upper)/2, 1] (eval mode)"),
     _scalar("relu6", [0.0, 6.0], F.relu6, "[0, 1]"),
@@ -378,6 +377,7 @@ def _torch_norm(
 
 
 T = torch.Tensor
+NN = torch._C._nn  # the builtins behind F.*; torch.compile may inline F.* and call these directly
 _ROUTE_TABLE: list[tuple[Any, Route]] = []
 
 
@@ -391,11 +391,13 @@ def _route(
 
 
 _route("relu", ops.relu, [torch.relu, F.relu, T.relu], [torch.relu_, T.relu_])
-_route("leaky_relu", ops.leaky_relu, [F.leaky_relu], [F.leaky_relu_])
+_route("leaky_relu", ops.leaky_relu, [F.leaky_relu, NN.leaky_relu], [F.leaky_relu_, NN.leaky_relu_])
 _route("prelu", ops.prelu, [torch.prelu, F.prelu, T.prelu])
 _route("rrelu", ops.rrelu, [F.rrelu, torch.rrelu], [F.rrelu_, torch.rrelu_])
-_route("relu6", ops.relu6, [F.relu6])
-_route("hardtanh", ops.hardtanh, [F.hardtanh], [F.hardtanh_], namer=_hardtanh_names)
+_route("relu6", ops.relu6, [F.relu6, NN.relu6], [NN.relu6_])
+_route(
+    "hardtanh", ops.hardtanh, [F.hardtanh, NN.hardtanh], [F.hardtanh_, NN.hardtanh_], namer=_hardtanh_names
+)
 _route(
     "clamp",
     ops.clamp,
@@ -406,13 +408,13 @@ _route("clamp_min", ops.clamp_min, [torch.clamp_min, T.clamp_min], [torch.clamp_
 _route("clamp_max", ops.clamp_max, [torch.clamp_max, T.clamp_max], [torch.clamp_max_, T.clamp_max_])
 _route("threshold", ops.threshold, [F.threshold, torch.threshold], [F.threshold_, torch.threshold_])
 _route("abs", ops.abs, [torch.abs, torch.absolute, T.abs, T.absolute], [torch.abs_, T.abs_, T.absolute_])
-_route("hardsigmoid", ops.hardsigmoid, [F.hardsigmoid])
-_route("hardswish", ops.hardswish, [F.hardswish])
+_route("hardsigmoid", ops.hardsigmoid, [F.hardsigmoid, NN.hardsigmoid], [NN.hardsigmoid_])
+_route("hardswish", ops.hardswish, [F.hardswish, NN.hardswish], [NN.hardswish_])
 _route("elu", ops.elu, [F.elu], [F.elu_])
 _route("selu", ops.selu, [F.selu, torch.selu], [torch.selu_])
 _route("celu", ops.celu, [F.celu, torch.celu], [torch.celu_])
 _route("hardshrink", ops.hardshrink, [F.hardshrink, T.hardshrink])
-_route("softshrink", ops.softshrink, [F.softshrink])
+_route("softshrink", ops.softshrink, [F.softshrink, NN.softshrink])
 _route("maximum", ops.maximum, [torch.maximum, T.maximum])
 _route("minimum", ops.minimum, [torch.minimum, T.minimum])
 _route("fmax", ops.fmax, [torch.fmax, T.fmax])

@@ -92,6 +92,12 @@ class KinkModule(nn.Module):
             new.__dict__["_compiled_call_impl"] = None
         return new
 
+    def _write_back(self, module: nn.Module) -> None:
+        """Copy this instance's state (attributes such as ``training``) back into ``module``, the
+        module it was made from by :meth:`_sharing`; ``module`` keeps its own ``at_kink``."""
+        own = (_AT_KINK, "_compiled_call_impl")
+        module.__dict__.update({k: v for k, v in self.__dict__.items() if k not in own})
+
     @property
     def at_kink(self) -> Any:
         """The choice at the kink: ``λ``, a tie rule, or ``None`` (PyTorch's or the active policy's)."""

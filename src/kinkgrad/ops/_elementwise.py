@@ -175,8 +175,10 @@ def rrelu(
             "rrelu in training mode draws its slopes inside PyTorch's kernel, so kinkgrad cannot set its "
             "derivative at 0; use eval mode (training=False), or leave rrelu out of the policy"
         )
-    slope = (lower + upper) / 2
-    return _elementwise(input, inplace, at_kink, (Kink(0.0, slope, 1.0),), F.rrelu, lower, upper, training)
+    if training:
+        return F.rrelu(input, lower, upper, training, inplace)
+    # eval mode is leaky_relu with the mean slope (which, unlike rrelu's kernel, also runs under vmap)
+    return leaky_relu(input, (lower + upper) / 2, inplace, at_kink=at_kink)
 
 
 def relu6(input: Tensor, inplace: bool = False, *, at_kink: Any = None) -> Tensor:

@@ -69,7 +69,7 @@ def vector_norm(
     at_zero = zero.all(dims, keepdim)
     if not needs_rule(mode, at_zero):
         return value
-    n = math.prod(xs.shape[d] for d in dims)
+    n = math.prod([xs.shape[d] for d in dims])
     slope = (2 * lam - 1) * n ** ((1 - p) / p)
     tangent = (slope * zero_tangent(xs)).sum(dims, keepdim)
     return torch.where(at_zero, carry(value, tangent.to(value.dtype)), value)

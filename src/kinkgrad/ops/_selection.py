@@ -9,6 +9,7 @@ from the policy's seeded generator). Forward values and returned indices are PyT
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,7 +32,7 @@ def _dims(input: Tensor, dim: int | Sequence[int] | None) -> list[int]:
     if dim is None or (isinstance(dim, Sequence) and len(dim) == 0):
         return list(range(input.dim()))
     dims = [dim] if isinstance(dim, int) else list(dim)
-    return sorted({d % max(input.dim(), 1) for d in dims})
+    return sorted({d % builtins.max(input.dim(), 1) for d in dims})
 
 
 def _finite_where(value: Tensor, tangent: Tensor) -> Tensor:
