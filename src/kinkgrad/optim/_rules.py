@@ -83,7 +83,9 @@ def sq_norm(xs: list[Tensor]) -> float:
             flat = x.view(-1)
             total += float(torch.dot(flat, flat))
         else:
-            total += float(torch.linalg.vector_norm(x, dtype=torch.float32)) ** 2
+            total += (
+                float(torch.linalg.vector_norm(x, dtype=torch.promote_types(x.dtype, torch.float32))) ** 2
+            )
     return total
 
 
