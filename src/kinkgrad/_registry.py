@@ -76,7 +76,8 @@ class Route:
             return self.op(*args, **kwargs, at_kink=choice)
         if self.has_inplace_arg:
             return self.op(*args, **kwargs, inplace=True, at_kink=choice)
-        return args[0].copy_(self.op(*args, **kwargs, at_kink=choice))
+        # PyTorch's backward may need the input that the copy overwrites: compute on a copy of it
+        return args[0].copy_(self.op(args[0].clone(), *args[1:], **kwargs, at_kink=choice))
 
 
 def _t(values: Any, dtype: torch.dtype) -> Tensor:

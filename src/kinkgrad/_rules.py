@@ -45,7 +45,7 @@ def check_lambda(at_kink: object, arg: str = "at_kink") -> float | Tensor:
             f"tie rules {TIE_RULES} apply to selections such as max_pool, not to elementwise kinks"
         )
     value = float(at_kink)
-    if not math.isfinite(value):
+    if not -math.inf < value < math.inf:  # (comparisons, not math.isfinite: torch.compile traces them)
         raise ValueError(f"{arg} must be finite, got {at_kink!r}")
     if not 0.0 <= value <= 1.0:
         _warn_outside(arg, repr(value))

@@ -62,7 +62,7 @@ def _apply(
         return value
     lam = check_lambda(at_kink)
     mode = trace_mode(x) if mode is None else mode
-    kinks = [k for k in kinks if math.isfinite(k.point)]
+    kinks = [k for k in kinks if -math.inf < k.point < math.inf]  # (NaN and ±inf bounds: no kink)
     if mode is Trace.NONE or not kinks:
         return value
     masks = [x == k.point for k in kinks]
@@ -95,8 +95,10 @@ def _elementwise(
     """Shared body: ``native(x, *args, inplace=False)`` is PyTorch's op."""
     if inplace and (at_kink is None or not x.is_floating_point() or trace_mode(x) is Trace.NONE):
         return native(x, *args, inplace=True)
-    out = _apply(x, native(x, *args, inplace=False), kinks, at_kink)
-    return x.copy_(out) if inplace else out
+    if not inplace:
+        return _apply(x, native(x, *args, inplace=False), kinks, at_kink)
+    source = x.clone()  # PyTorch's backward may need the input that the copy below overwrites
+    return x.copy_(_apply(source, native(source, *args, inplace=False), kinks, at_kink))
 
 
 def _bounds(lo: float | None, hi: float | None) -> list[Kink]:

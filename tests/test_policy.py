@@ -1,0 +1,223 @@
+"""kink_policy: reaches unmodified code through every entry point, nests, validates, and leaves
+PyTorch untouched outside."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import kinkgrad
+from kinkgrad import kink_policy
+from kinkgrad._registry import GROUPS, OPS, ROUTES
+
+UP = 2.5  # upstream gradient, never 1
+
+
+def grad_at(fn, x0: float = 0.0, dtype=torch.float64) -> float:  # type: ignore[no-untyped-def]
+    x = torch.tensor([x0], dtype=dtype, requires_grad=True)
+    fn(x).backward(torch.tensor([UP], dtype=dtype))
+    assert x.grad is not None
+    return float(x.grad) / UP
+
+
+ENTRY_POINTS = {
+    "torch.relu": lambda x: torch.relu(x),
+    "F.relu": lambda x: F.relu(x),
+    "nn.ReLU": lambda x: nn.ReLU()(x),
+    "x.relu()": lambda x: x.relu(),
+    "F.relu(inplace)": lambda x: F.relu(x * 1, inplace=True),
+    "nn.ReLU(inplace)": lambda x: nn.ReLU(inplace=True)(x * 1),
+    "torch.relu_": lambda x: torch.relu_(x * 1),
+    "x.relu_()": lambda x: (x * 1).relu_(),
+    "torch.clamp(min=0)": lambda x: torch.clamp(x, min=0),
+    "x.clamp(min=0)": lambda x: x.clamp(min=0),
+    "torch.clip(0)": lambda x: torch.clip(x, 0),
+    "x.clamp_(min=0)": lambda x: (x * 1).clamp_(min=0),
+    "torch.clamp_min": lambda x: torch.clamp_min(x, 0),
+    "torch.maximum(x, 0)": lambda x: torch.maximum(x, torch.zeros_like(x)),
+    "x.maximum(0)": lambda x: x.maximum(torch.zeros_like(x)),
+    "torch.max(x, 0-tensor)": lambda x: torch.max(x, torch.zeros_like(x)),
+    "torch.fmax(x, 0)": lambda x: torch.fmax(x, torch.zeros_like(x)),
+    "F.threshold(0, 0)": lambda x: F.threshold(x, 0.0, 0.0),
+    "F.hardtanh(0, 6)": lambda x: F.hardtanh(x, 0.0, 6.0),
+    "nn.ReLU6": lambda x: nn.ReLU6()(x),
+    "F.relu6": lambda x: F.relu6(x),
+}
+
+
+@pytest.mark.parametrize("name", list(ENTRY_POINTS))
+def test_default_makes_every_spelling_of_relu_agree(name: str) -> None:
+    fn = ENTRY_POINTS[name]
+    for lam in (0.0, 0.3, 1.0):
+        with kink_policy(default=lam):
+            assert grad_at(fn) == pytest.approx(lam, abs=1e-12), name
+
+
+def test_pytorch_disagrees_with_itself_outside_a_policy() -> None:
+    """The reason kinkgrad exists; also proves that outside a policy nothing is changed."""
+    measured = {
+        name: grad_at(fn)
+        for name, fn in ENTRY_POINTS.items()
+        if name.startswith(("torch.relu", "torch.clamp("))
+    }
+    assert measured["torch.relu"] == 0.0
+    assert measured["torch.clamp(min=0)"] == 1.0
+    assert grad_at(ENTRY_POINTS["torch.maximum(x, 0)"]) == 0.5
+
+
+def test_hardtanh_and_clamp_agree_at_both_bounds() -> None:
+    for lam in (0.0, 0.25, 1.0):
+        with kink_policy(default=lam):
+            for bound in (-1.0, 1.0):
+                a = grad_at(lambda x: F.hardtanh(x), bound)
+                b = grad_at(lambda x: torch.clamp(x, -1.0, 1.0), bound)
+                c = grad_at(lambda x: nn.Hardtanh()(x), bound)
+                assert a == b == c == pytest.approx(lam if bound < 0 else 1 - lam)
+
+
+def test_per_op_overrides_default_and_groups() -> None:
+    with kink_policy(default=0.5, relu=1.0):
+        assert grad_at(torch.relu) == 1.0
+        assert grad_at(lambda x: torch.clamp(x, min=0)) == 0.5
+    with kink_policy(default=0.5, relu=None):  # None: PyTorch's own choice for this op
+        assert grad_at(torch.relu) == 0.0
+        assert grad_at(lambda x: torch.clamp(x, min=0)) == 0.5
+    x = torch.ones(1, 1, 2, 2, dtype=torch.float64, requires_grad=True)
+    with kink_policy(max_pool="split", max_pool2d="last"):
+        F.max_pool2d(x, 2).sum().backward()
+    assert x.grad is not None and x.grad.flatten().tolist() == [0.0, 0.0, 0.0, 1.0]
+    assert set(GROUPS["max_pool"]) >= {"max_pool2d", "adaptive_max_pool3d"}
+
+
+def test_relu6_module_uses_relu6_choice_before_hardtanh() -> None:
+    with kink_policy(hardtanh=0.0, relu6=1.0):
+        assert grad_at(lambda x: nn.ReLU6()(x)) == 1.0
+        assert grad_at(lambda x: F.hardtanh(x), -1.0) == 0.0
+    with kink_policy(hardtanh=0.2):  # hardtanh(x, 0, 6) is still a hardtanh
+        assert grad_at(lambda x: nn.ReLU6()(x)) == pytest.approx(0.2)
+
+
+def test_policies_nest_innermost_wins_outer_restored() -> None:
+    with kink_policy(default=1.0):
+        assert grad_at(torch.relu) == 1.0
+        with kink_policy(relu=0.25):
+            assert grad_at(torch.relu) == 0.25
+            assert grad_at(lambda x: torch.clamp(x, min=0)) == 1.0  # the inner policy replaces: torch's own
+        assert grad_at(torch.relu) == 1.0
+    assert grad_at(torch.relu) == 0.0
+    assert kinkgrad._policy.active_policy() is None
+
+
+def test_decorator_and_reentry() -> None:
+    @kink_policy(relu=1.0)
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x)
+
+    assert grad_at(f) == 1.0
+    assert grad_at(lambda x: f(f(x))) == 1.0
+    assert grad_at(torch.relu) == 0.0
+
+
+def test_exception_inside_policy_restores_state() -> None:
+    with pytest.raises(ZeroDivisionError), kink_policy(relu=1.0):
+        1 / 0  # noqa: B018
+    assert grad_at(torch.relu) == 0.0
+
+
+def test_policy_is_per_thread() -> None:
+    results: dict[str, float] = {}
+    barrier = threading.Barrier(2)
+
+    def worker() -> None:
+        barrier.wait()
+        results["other thread"] = grad_at(torch.relu)
+
+    t = threading.Thread(target=worker)
+    with kink_policy(relu=1.0):
+        t.start()
+        barrier.wait()
+        t.join()
+        assert grad_at(torch.relu) == 1.0
+    assert results["other thread"] == 0.0
+
+
+def test_unknown_names_and_bad_values_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match=r"unknown kink op 'rellu'.*valid names: .*relu"):
+        kink_policy(rellu=1.0)
+    with pytest.raises(
+        ValueError, match=r"max_pool must be one of 'first', 'last', 'split', 'random'.*'splt'"
+    ):
+        kink_policy(max_pool="splt")
+    with pytest.raises(ValueError, match=r"ties must be one of"):
+        kink_policy(ties="even")
+    with pytest.raises(TypeError, match=r"relu must be a number"):
+        kink_policy(relu="split")
+    with pytest.raises(ValueError, match=r"default must be finite"):
+        kink_policy(default=float("nan"))
+    with pytest.raises(TypeError, match=r"seed must be an int"):
+        kink_policy(seed=1.5)  # type: ignore[arg-type]
+
+
+def test_lambda_outside_unit_interval_warns_once_and_applies() -> None:
+    with pytest.warns(kinkgrad.KinkWarning, match="outside"):
+        policy = kink_policy(relu=2.0)
+    with policy:
+        assert grad_at(torch.relu) == 2.0
+
+
+def test_every_op_name_has_routes_and_every_route_names_an_op() -> None:
+    routed = {r.name for r in ROUTES.values()}
+    assert routed == set(OPS), set(OPS) ^ routed
+
+
+def test_model_under_policy_matches_explicit_ops() -> None:
+    """A small CNN with exact ties: the policy over unmodified code equals hand-written kinkgrad ops."""
+    torch.manual_seed(0)
+    conv, lin = nn.Conv2d(1, 2, 3, padding=1, bias=False), nn.Linear(2 * 4 * 4, 3)
+    with torch.no_grad():
+        conv.weight.copy_(torch.round(conv.weight * 4) / 4)
+    x = torch.round(torch.rand(2, 1, 8, 8) * 2) / 2  # coarse levels: many exact ties and zeros
+
+    def model(ops_relu, ops_pool):  # type: ignore[no-untyped-def]
+        return lin(ops_pool(ops_relu(conv(x))).flatten(1)).sum()
+
+    grads = []
+    for build in ("policy", "explicit"):
+        conv.zero_grad()
+        if build == "policy":
+            with kink_policy(relu=0.7, max_pool2d="split"):
+                model(torch.relu, lambda t: F.max_pool2d(t, 2)).backward()
+        else:
+            relu = lambda t: kinkgrad.ops.relu(t, at_kink=0.7)  # noqa: E731
+            pool = lambda t: kinkgrad.ops.max_pool2d(t, 2, at_kink="split")  # noqa: E731
+            model(relu, pool).backward()
+        assert conv.weight.grad is not None
+        grads.append(conv.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
+    conv.zero_grad()
+    model(torch.relu, lambda t: F.max_pool2d(t, 2)).backward()
+    assert conv.weight.grad is not None
+    assert not torch.equal(conv.weight.grad, grads[0]), "the test input hits no kink that matters"
+
+
+def test_compiled_model_under_policy_with_inplace_and_hardswish() -> None:
+    m = nn.Sequential(nn.Linear(3, 3), nn.ReLU(inplace=True), nn.Hardswish())
+    with torch.no_grad():
+        m[0].weight.zero_()
+        m[0].bias.copy_(torch.tensor([0.0, -3.0, 3.0]))
+    x = torch.randn(4, 3)
+    compiled = torch.compile(m, backend="aot_eager", fullgraph=True)
+    grads = {}
+    for lam in (0.0, 1.0):
+        m.zero_grad()
+        with kink_policy(default=lam):
+            compiled(x).sum().backward()
+        grads[lam] = m[0].bias.grad.clone()  # type: ignore[union-attr]
+    # per row: bias 0 hits relu's kink (λ) then hardswish at 0 (slope 1/2); bias -3 is cut by relu;
+    # bias 3 passes relu and hits hardswish's kink at 3 ((1-λ)·3/2 + λ·1); 4 rows
+    torch.testing.assert_close(grads[0.0], torch.tensor([0.0, 0.0, 6.0]))
+    torch.testing.assert_close(grads[1.0], torch.tensor([2.0, 0.0, 4.0]))
