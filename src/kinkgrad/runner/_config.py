@@ -282,8 +282,10 @@ def coerce(value: Any, tp: Any) -> Any:
     the setting.
 
     Example:
-        >>> coerce("0.5", float), coerce("yes", bool), coerce("1,2", tuple[int, ...]), coerce([3], tuple[int, ...])
-        (0.5, True, (1, 2), (3,))
+        >>> coerce("0.5", float), coerce("yes", bool), coerce("none", int | None)
+        (0.5, True, None)
+        >>> coerce("1,2", tuple[int, ...]), coerce([3], tuple[int, ...])
+        ((1, 2), (3,))
     """
     if _is_optional(tp):
         if value is None or (isinstance(value, str) and value.strip().lower() in _NONE):
@@ -391,10 +393,11 @@ def with_overrides(config: C, overrides: Mapping[str, Any], *, owner: str = "") 
         ...     steps: int = 10
         >>> with_overrides(Config(), {"lr": "0.5", "steps": 3})
         Config(lr=0.5, steps=3)
-        >>> with_overrides(Config(), {"lrr": 1})
+        >>> with_overrides(Config(), {"lrr": 1})  # doctest: +NORMALIZE_WHITESPACE
         Traceback (most recent call last):
         ...
-        kinkgrad.runner._config.ConfigError: unknown setting 'lrr' (did you mean 'lr'?); valid settings: lr, steps
+        kinkgrad.runner._config.ConfigError: unknown setting 'lrr' (did you mean 'lr'?);
+        valid settings: lr, steps
     """
     flat = flatten_mapping(overrides, type(config))
     for key, raw in flat.items():

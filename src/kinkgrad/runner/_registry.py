@@ -42,7 +42,8 @@ def register_experiment(experiment: Experiment[C]) -> Experiment[C]:
     old = _REGISTRY.get(experiment.name)
     if old is not None and _identity(old) != _identity(experiment):
         raise ValueError(
-            f"experiment name {experiment.name!r} is taken by {old.module}.{_qualname(old)}; choose another name"
+            f"experiment name {experiment.name!r} is taken by {old.module}.{_qualname(old)}; "
+            "choose another name"
         )
     _REGISTRY[experiment.name] = experiment
     return experiment

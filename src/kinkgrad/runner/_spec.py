@@ -148,8 +148,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     unknown = sorted(set(data) - set(_FILE_KEYS))
     if unknown:
         raise ConfigError(
-            f"config file {str(path)!r} has unknown top-level keys {unknown}; valid keys: {', '.join(_FILE_KEYS)} "
-            "(put settings under 'config')"
+            f"config file {str(path)!r} has unknown top-level keys {unknown}; "
+            f"valid keys: {', '.join(_FILE_KEYS)} (put settings under 'config')"
         )
     return data
 
