@@ -119,13 +119,13 @@ def oracle(case: ProxCase, x: Tensor, step: float | Tensor) -> np.ndarray:
                 z[i] = best
         return z.reshape(x.shape)
     if case.kind == "box":
-        lo = np.broadcast_to(np.asarray(getattr(op, "lo", 0.0)), x.shape).ravel()
-        hi = np.broadcast_to(np.asarray(getattr(op, "hi", np.inf)), x.shape).ravel()
+        lows = np.broadcast_to(np.asarray(getattr(op, "lo", 0.0)), x.shape).ravel()
+        highs = np.broadcast_to(np.asarray(getattr(op, "hi", np.inf)), x.shape).ravel()
         res = optimize.minimize(
             lambda v: float(np.sum((v - xs) ** 2 / (2 * s))),
-            np.clip(np.zeros_like(xs), lo, hi),
+            np.clip(np.zeros_like(xs), lows, highs),
             jac=lambda v: (v - xs) / s,
-            bounds=list(zip(lo, hi)),
+            bounds=list(zip(lows, highs)),
             method="L-BFGS-B",
             options={"ftol": 1e-15, "gtol": 1e-12},
         )
@@ -398,7 +398,7 @@ def test_prox_is_differentiable_away_from_kinks() -> None:
         (lambda: P.GroupL1(-1.0), r"GroupL1: lam must be a finite number >= 0"),
         (lambda: P.ElasticNet(0.1, -2.0), r"ElasticNet: l2 must be a finite number >= 0, got l2=-2\.0"),
         (lambda: P.L1("0.1"), r"lam must be a finite number >= 0, got lam='0\.1'"),  # type: ignore[arg-type]
-        (lambda: P.L1(True), r"lam must be a finite number >= 0, got lam=True"),  # type: ignore[arg-type]
+        (lambda: P.L1(True), r"lam must be a finite number >= 0, got lam=True"),
         (lambda: P.L2Ball(-1.0), r"L2Ball: radius must be a finite number >= 0, got radius=-1\.0"),
         (lambda: P.Box(1.0, 0.0), r"Box: lo must be <= hi everywhere, got lo=1\.0, hi=0\.0"),
         (lambda: P.Box(math.nan, 0.0), r"Box: lo must be a number"),
