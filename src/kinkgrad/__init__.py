@@ -1,9 +1,36 @@
-"""kinkgrad: make non-differentiability in PyTorch visible, controllable and correct."""
+"""kinkgrad: make non-differentiability in PyTorch visible, controllable and correct.
+
+Choose the derivative at every kink of unmodified model code with :class:`kink_policy`, or explicitly
+with :mod:`kinkgrad.ops` and :mod:`kinkgrad.nn`; see what PyTorch does at each kink with :func:`atlas`.
+
+Example:
+    >>> import torch, kinkgrad
+    >>> x = torch.zeros(3, requires_grad=True)
+    >>> with kinkgrad.kink_policy(default=1.0):
+    ...     torch.relu(x).sum().backward()
+    >>> x.grad
+    tensor([1., 1., 1.])
+"""
 
 __version__ = "0.1.0"
 
-from kinkgrad import ops
+from kinkgrad import nn, ops
+from kinkgrad._atlas import AtlasRow, atlas
+from kinkgrad._patch import PatchHandle, patch
 from kinkgrad._policy import kink_policy
+from kinkgrad._registry import OPS as registry
 from kinkgrad._rules import TIE_RULES, KinkWarning
 
-__all__ = ["TIE_RULES", "KinkWarning", "__version__", "kink_policy", "ops"]
+__all__ = [
+    "TIE_RULES",
+    "AtlasRow",
+    "KinkWarning",
+    "PatchHandle",
+    "__version__",
+    "atlas",
+    "kink_policy",
+    "nn",
+    "ops",
+    "patch",
+    "registry",
+]

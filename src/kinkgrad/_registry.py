@@ -37,8 +37,9 @@ class Probe:
     point: str
     make: Callable[[torch.dtype], tuple[Tensor, ...]]
     call: Callable[..., Any]
-    directions: Sequence[Sequence[float | Sequence[float]]]
+    directions: Sequence[Sequence[Any]]
     oracle: Literal["lambda", "ties", "split"] = "lambda"
+    clarke: str | None = None  #: this point's Clarke set, where it differs from the op's
 
 
 @dataclass(frozen=True)
@@ -247,11 +248,15 @@ _SPECS: tuple[OpSpec, ...] = (
         "vector_norm",
         "lambda",
         ops.vector_norm,
-        "dual unit ball at 0; [-1, 1] per zero coordinate (p=1); simplex of signs at ties (p=∞)",
+        "dual unit ball at 0",
         (
             Probe("x = 0 (p=2)", _point([0.0, 0.0]), torch.linalg.vector_norm, [[[1.0, 1.0]]]),
             Probe(
-                "x = 0 (p=1)", _point([0.0, 0.0]), lambda x: torch.linalg.vector_norm(x, 1), [[[1.0, 1.0]]]
+                "x = 0 (p=1)",
+                _point([0.0, 0.0]),
+                lambda x: torch.linalg.vector_norm(x, 1),
+                [[[1.0, 1.0]]],
+                clarke="[-1, 1] per coordinate",
             ),
             Probe(
                 "x = [1, -1] (p=∞)",
@@ -259,6 +264,7 @@ _SPECS: tuple[OpSpec, ...] = (
                 lambda x: torch.linalg.vector_norm(x, float("inf")),
                 [[[1.0, 0.0]], [[0.0, -1.0]]],
                 "split",
+                "{(θ, θ - 1) : θ ∈ [0, 1]}",
             ),
         ),
     ),
@@ -395,7 +401,7 @@ _route("relu", ops.relu, [torch.relu, F.relu, T.relu], [torch.relu_, T.relu_])
 _route("leaky_relu", ops.leaky_relu, [F.leaky_relu, NN.leaky_relu], [F.leaky_relu_, NN.leaky_relu_])
 _route("prelu", ops.prelu, [torch.prelu, F.prelu, T.prelu])
 _route("rrelu", ops.rrelu, [F.rrelu, torch.rrelu], [F.rrelu_, torch.rrelu_])
-_route("relu6", ops.relu6, [F.relu6, NN.relu6], [NN.relu6_])
+_route("relu6", ops.relu6, [F.relu6, NN.relu6], [NN.relu6_], namer=lambda args, kwargs: ("relu6", "hardtanh"))
 _route(
     "hardtanh", ops.hardtanh, [F.hardtanh, NN.hardtanh], [F.hardtanh_, NN.hardtanh_], namer=_hardtanh_names
 )
@@ -407,7 +413,7 @@ _route(
 )
 _route("clamp_min", ops.clamp_min, [torch.clamp_min, T.clamp_min], [torch.clamp_min_, T.clamp_min_])
 _route("clamp_max", ops.clamp_max, [torch.clamp_max, T.clamp_max], [torch.clamp_max_, T.clamp_max_])
-_route("threshold", ops.threshold, [F.threshold, torch.threshold], [F.threshold_, torch.threshold_])
+_route("threshold", ops.threshold, [F.threshold, torch.threshold], [torch.threshold_])
 _route("abs", ops.abs, [torch.abs, torch.absolute, T.abs, T.absolute], [torch.abs_, T.abs_, T.absolute_])
 _route("hardsigmoid", ops.hardsigmoid, [F.hardsigmoid, NN.hardsigmoid], [NN.hardsigmoid_])
 _route("hardswish", ops.hardswish, [F.hardswish, NN.hardswish], [NN.hardswish_])

@@ -52,7 +52,13 @@ def check_lambda(at_kink: object, arg: str = "at_kink") -> float | Tensor:
     return value
 
 
+_WARNED: set[tuple[str, str]] = set()
+
+
 def _warn_outside(arg: str, what: str) -> None:
+    if (arg, what) in _WARNED:  # once per argument and value: ops re-check their choice on every call
+        return
+    _WARNED.add((arg, what))
     warnings.warn(
         f"{arg}={what} lies outside [0, 1]: the derivative at the kink leaves the Clarke subdifferential",
         KinkWarning,
