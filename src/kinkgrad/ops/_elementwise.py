@@ -217,7 +217,7 @@ def clamp(
     tensor bound the tie gives ``1 - λ`` (at ``min``) or ``λ`` (at ``max``) to the bound, as
     :func:`~kinkgrad.ops.maximum` and :func:`~kinkgrad.ops.minimum` do.
     """
-    value = torch.clamp(input, min, max)
+    value = torch.clamp(input, min, max)  # type: ignore[arg-type]
     if at_kink is None or not input.is_floating_point():
         return value
     if not isinstance(min, Tensor) and not isinstance(max, Tensor):

@@ -64,7 +64,7 @@ def l1_loss(
         >>> x.grad
         tensor([0.5000, 0.5000])
     """
-    value = F.l1_loss(input, target, reduction=reduction, weight=weight)
+    value = F.l1_loss(input, target, reduction=reduction, weight=weight)  # type: ignore[call-arg]
     if at_kink is None or not value.is_floating_point():
         return value
     lam = check_lambda(at_kink)

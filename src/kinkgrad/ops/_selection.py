@@ -35,6 +35,10 @@ def _dims(input: Tensor, dim: int | Sequence[int] | None) -> list[int]:
     return sorted({d % builtins.max(input.dim(), 1) for d in dims})
 
 
+def _dim_arg(dim: int | Sequence[int]) -> int | tuple[int, ...]:
+    return dim if isinstance(dim, int) else tuple(dim)
+
+
 def _finite_where(value: Tensor, tangent: Tensor) -> Tensor:
     return torch.where(torch.isfinite(value), carry(value, tangent), value)
 
@@ -114,14 +118,14 @@ def amax(
     input: Tensor, dim: int | Sequence[int] = (), keepdim: bool = False, *, at_kink: Any = None
 ) -> Tensor:
     """``torch.amax``: the maximum over ``dim`` (all dims by default). PyTorch splits ties evenly."""
-    return reduce_ties(input, torch.amax(input, dim, keepdim), _dims(input, dim), keepdim, at_kink)
+    return reduce_ties(input, torch.amax(input, _dim_arg(dim), keepdim), _dims(input, dim), keepdim, at_kink)
 
 
 def amin(
     input: Tensor, dim: int | Sequence[int] = (), keepdim: bool = False, *, at_kink: Any = None
 ) -> Tensor:
     """``torch.amin``: the minimum over ``dim`` (all dims by default). PyTorch splits ties evenly."""
-    return reduce_ties(input, torch.amin(input, dim, keepdim), _dims(input, dim), keepdim, at_kink)
+    return reduce_ties(input, torch.amin(input, _dim_arg(dim), keepdim), _dims(input, dim), keepdim, at_kink)
 
 
 def median(input: Tensor, dim: int | None = None, keepdim: bool = False, *, at_kink: Any = None) -> Any:
