@@ -40,7 +40,7 @@ def _with_grads(width: int) -> tuple[nn.Module, nn.Module, float]:
         x = torch.randn(64, width, generator=torch.Generator().manual_seed(1))
         loss = model(x).square().mean()
         loss.backward()
-        loss_value = float(loss)
+        loss_value = float(loss.detach())
         models.append(model)
     return models[0], models[1], loss_value
 

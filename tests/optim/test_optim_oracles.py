@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -222,7 +223,7 @@ def test_polyak_step_is_the_formula_and_fejer_monotone() -> None:
     x, f = l1_distance(c)
     gamma = 1.5
     opt = Subgradient([x], lr=gamma, schedule="polyak", f_min=0.0)
-    previous = float((x - c).square().sum())
+    previous = float((x.detach() - c).square().sum())
     for _ in range(60):
         before = x.detach().clone()
         loss = float(opt.step(closure_for(opt, f)))  # type: ignore[arg-type]
@@ -231,7 +232,7 @@ def test_polyak_step_is_the_formula_and_fejer_monotone() -> None:
         if loss > 0:  # x_{k+1} = x_k - gamma (f_k - f*) / |g_k|^2 g_k
             expected = before - gamma * loss / float(grad.square().sum()) * grad
             torch.testing.assert_close(x.detach(), expected, rtol=0, atol=1e-15)
-        distance = float((x - c).square().sum())
+        distance = float((x.detach() - c).square().sum())
         # |x_{k+1} - x*|^2 <= |x_k - x*|^2 - gamma (2 - gamma) (f_k - f*)^2 / |g_k|^2
         assert distance <= previous - gamma * (2 - gamma) * loss**2 / float(grad.square().sum()) + 1e-12
         previous = distance
@@ -266,6 +267,22 @@ def test_projected_subgradient_reaches_the_constrained_optimum() -> None:
             assert float(projection.value(x.detach())) == 0.0, "every iterate is feasible"
         (best,) = opt.best_params()
         torch.testing.assert_close(best, torch.tensor(optimum, dtype=torch.float64), rtol=0, atol=0.02)
+
+
+def test_a_closure_returning_a_graph_attached_loss_does_not_warn() -> None:
+    params, loss_fn = make_problem()
+    opt = Subgradient(params, lr=1.0, schedule="polyak", f_min=0.0)
+
+    def closure() -> Tensor:
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = opt.step(closure)  # type: ignore[arg-type]
+    assert isinstance(loss, Tensor) and loss.requires_grad and opt.best_loss == loss.item()
 
 
 def test_best_tracking_can_be_switched_off() -> None:

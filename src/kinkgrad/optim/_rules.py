@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -18,10 +17,13 @@ __all__ = [
     "adam_denominators",
     "adam_moments_",
     "add_scaled_",
+    "addcdiv_",
+    "addcmul_",
     "buckets",
     "copy_",
     "grads_of",
     "heavy_ball_",
+    "nesterov",
     "prox_",
     "reciprocal_scaled",
     "sq_norm",
@@ -188,10 +190,3 @@ def prox_(params: list[Tensor], prox: Prox | None, steps: float | Sequence[Tenso
     else:
         for p, s in zip(params, steps):
             prox.prox_(p, s)
-
-
-def with_defaults(state: dict[str, Any], **values: Any) -> dict[str, Any]:
-    """Fill missing keys of a per-parameter state dict (used when a parameter is first seen)."""
-    for key, value in values.items():
-        state.setdefault(key, value)
-    return state

@@ -42,8 +42,9 @@ class Subgradient(Optimizer):
     optimizer keeps the best loss seen and, with ``track_best=True``, a copy of the point where it was seen
     (the point *before* the update): :attr:`best_loss`, :attr:`best_step` and :meth:`best_params`.
 
-    State: ``state[p]["step"]`` (an int) and ``state[p]["best"]`` (the best iterate); the best loss and
-    its step live in the state of the first parameter, as ``torch.optim.LBFGS`` keeps its counters.
+    State: ``state[p]["step"]`` (an int) and ``state[p]["best"]`` (the best iterate); ``"best_loss"``,
+    ``"best_step"`` and ``"n_steps"`` live in the state of the first parameter, as ``torch.optim.LBFGS``
+    keeps its counters.
 
     Args:
         params: Parameters or parameter groups (dicts), as for any ``torch.optim.Optimizer``.
@@ -206,7 +207,7 @@ class Subgradient(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        objective = None if loss is None else float(loss)
+        objective = None if loss is None else _as_float(loss)
 
         found = [rules.grads_of(_NAME, group["params"]) for group in self.param_groups]
         foreach_all = resolve_foreach(self.defaults["foreach"], self._all_params())
@@ -247,3 +248,10 @@ class Subgradient(Optimizer):
         record = self._record()
         record["n_steps"] = record.get("n_steps", 0) + 1
         return loss
+
+
+def _as_float(loss: object) -> float:
+    """The closure's loss as a float (detached first: ``float`` on a tensor that requires grad warns)."""
+    if isinstance(loss, Tensor):
+        return float(loss.detach())
+    return float(loss)  # type: ignore[arg-type]
