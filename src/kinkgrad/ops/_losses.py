@@ -21,8 +21,6 @@ from kinkgrad.ops._elementwise import clamp_min as _clamp_min
 
 __all__ = ["hinge_embedding_loss", "l1_loss", "margin_ranking_loss", "multi_margin_loss"]
 
-_REDUCTIONS = ("none", "mean", "sum")
-
 
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
     if reduction == "mean":
@@ -40,12 +38,6 @@ def _with_rule(value: Tensor, kinks: Tensor, mode: Trace, surrogate: Any) -> Ten
     if not needs_rule(mode, kinks):
         return value
     return straight_through(value, surrogate())
-
-
-def _reduction(reduction: str) -> str:
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    return reduction
 
 
 def l1_loss(
@@ -75,7 +67,7 @@ def l1_loss(
         value,
         input == target,
         mode,
-        lambda: _reduce(_weighted(_abs(input - target, at_kink=lam), weight), _reduction(reduction)),
+        lambda: _reduce(_weighted(_abs(input - target, at_kink=lam), weight), reduction),
     )
 
 
@@ -96,7 +88,7 @@ def hinge_embedding_loss(
         hinge = _clamp_min(margin - input, 0.0, at_kink=lam)
         zero = torch.zeros((), dtype=input.dtype, device=input.device)
         loss = torch.where(target != 1, hinge, zero) + torch.where(target != -1, input, zero)
-        return _reduce(loss, _reduction(reduction))
+        return _reduce(loss, reduction)
 
     return _with_rule(value, (input == margin) & (target != 1), mode, surrogate)
 
@@ -119,9 +111,7 @@ def margin_ranking_loss(
     if mode is Trace.NONE:
         return value
     z = -target * (input1 - input2) + margin
-    return _with_rule(
-        value, z == 0, mode, lambda: _reduce(_clamp_min(z, 0.0, at_kink=lam), _reduction(reduction))
-    )
+    return _with_rule(value, z == 0, mode, lambda: _reduce(_clamp_min(z, 0.0, at_kink=lam), reduction))
 
 
 def multi_margin_loss(
@@ -161,6 +151,6 @@ def multi_margin_loss(
         )
         if input.dim() != 2:
             per_sample = per_sample.squeeze(0)
-        return _reduce(per_sample, _reduction(reduction))
+        return _reduce(per_sample, reduction)
 
     return _with_rule(value, (z == 0) & others, mode, surrogate)

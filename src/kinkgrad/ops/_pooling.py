@@ -102,8 +102,13 @@ def _max_pool(
     return_indices: bool,
     at_kink: Any,
 ) -> Any:
-    result = native(input, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode, return_indices=True)
-    value, indices = result
+    if at_kink is None or not input.is_floating_point():
+        return native(
+            input, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode, return_indices=return_indices
+        )
+    value, indices = native(
+        input, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode, return_indices=True
+    )
     k = _tuple(kernel_size, n)
     s = _tuple(stride, n) or k
     p, d = _tuple(padding, n), _tuple(dilation, n)
@@ -176,6 +181,8 @@ def max_pool3d(
 def _adaptive(
     n: int, native: Any, input: Tensor, output_size: Any, return_indices: bool, at_kink: Any
 ) -> Any:
+    if at_kink is None or not input.is_floating_point():
+        return native(input, output_size, return_indices=return_indices)
     value, indices = native(input, output_size, return_indices=True)
     tables = []
     for i in range(n):
