@@ -27,6 +27,6 @@ def load_digits_arrays(seed: int = 0) -> Arrays:
     x = np.asarray(bunch.images, dtype=np.uint8).reshape(-1, 1, 8, 8)
     y = np.asarray(bunch.target, dtype=np.int64)
     order = np.random.default_rng(seed).permutation(len(y))
-    cut = round(TRAIN_FRACTION * len(y))
+    cut = int(TRAIN_FRACTION * len(y))
     train, test = order[:cut], order[cut:]
     return Arrays(x[train], y[train], x[test], y[test], scale=16.0, num_classes=10)

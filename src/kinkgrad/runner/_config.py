@@ -339,7 +339,9 @@ def setting_info(config_type: type, key: str, *, owner: str = "") -> SettingInfo
     )
 
 
-def flatten_mapping(data: Mapping[str, Any], config_type: type, *, prefix: str = "") -> dict[str, Any]:
+def flatten_mapping(
+    data: Mapping[str, Any], config_type: type, *, prefix: str = "", owner: str = ""
+) -> dict[str, Any]:
     """Turn nested mappings (as read from JSON or TOML) into dotted keys, following the config's groups."""
     groups = set(_groups(config_type))
     flat: dict[str, Any] = {}
@@ -347,8 +349,8 @@ def flatten_mapping(data: Mapping[str, Any], config_type: type, *, prefix: str =
         key = prefix + str(name)
         if key in groups:
             if not isinstance(value, Mapping):
-                raise ConfigError(f"{key!r} is a group of settings: give it a table/object, got {value!r}")
-            flat.update(flatten_mapping(value, config_type, prefix=key + "."))
+                setting_info(config_type, key, owner=owner)  # raises: a group is not a value
+            flat.update(flatten_mapping(value, config_type, prefix=key + ".", owner=owner))
         else:
             flat[key] = value
     return flat
@@ -399,7 +401,7 @@ def with_overrides(config: C, overrides: Mapping[str, Any], *, owner: str = "") 
         kinkgrad.runner._config.ConfigError: unknown setting 'lrr' (did you mean 'lr'?);
         valid settings: lr, steps
     """
-    flat = flatten_mapping(overrides, type(config))
+    flat = flatten_mapping(overrides, type(config), owner=owner)
     for key, raw in flat.items():
         value = coerce_setting(type(config), key, raw, owner=owner)
         try:

@@ -11,9 +11,9 @@ small script on the login node, then point ``kinkgrad run`` at it::
 
     # cluster.py  (pip install dask-jobqueue)
     from dask_jobqueue import SLURMCluster
-    cluster = SLURMCluster(cores=4, processes=1, memory="16GB", walltime="02:00:00",
+    cluster = SLURMCluster(cores=4, processes=4, memory="16GB", walltime="02:00:00",
                            job_extra_directives=["--partition=cpu"])
-    cluster.scale(jobs=8)                      # eight SLURM jobs, one Dask worker each
+    cluster.scale(jobs=8)                      # eight SLURM jobs, four one-thread workers each
     print(cluster.scheduler_address)           # e.g. tcp://10.0.0.5:8786
     input("press Enter to stop the cluster")
 
@@ -21,7 +21,10 @@ small script on the login node, then point ``kinkgrad run`` at it::
     $ kinkgrad run relu-prime --backend dask --scheduler tcp://10.0.0.5:8786
 
 Alternatively run ``dask scheduler --scheduler-file ~/sched.json`` in one job, ``dask worker
---scheduler-file ~/sched.json`` in an array job, and pass ``--scheduler ~/sched.json``.
+--scheduler-file ~/sched.json --nthreads 1`` in an array job, and pass ``--scheduler ~/sched.json``.
+
+Give each Dask worker one thread (``processes`` equal to ``cores`` above, or ``--nthreads 1``): a unit
+seeds the global Python, NumPy and PyTorch generators, which threads of one process share.
 """
 
 from __future__ import annotations
@@ -83,7 +86,9 @@ class DaskBackend:
         client, owned = self._client()
         try:
             futures = {client.submit(execute_unit, task, pure=False): task for task in tasks}
-            for future in distributed.as_completed(list(futures)):
+            with client.as_current():
+                completed = distributed.as_completed(list(futures))
+            for future in completed:
                 task = futures[future]
                 try:
                     yield future.result()

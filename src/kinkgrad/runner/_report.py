@@ -86,6 +86,8 @@ def default_summary(run: RunResults) -> dict[str, pd.DataFrame]:
     for name, frame in run.tables.items():
         if frame.empty or "seed" not in frame.columns:
             continue
+        unset = [c for c in frame.columns if c not in run.axes and frame[c].isna().all()]
+        frame = frame.drop(columns=unset)  # e.g. an optional text field that was never set
         keys = [c for c in frame.columns if c != "seed" and (c in run.axes or _is_key_column(frame, c))]
         values = [c for c in frame.columns if c != "seed" and c not in keys]
         if not values:
@@ -150,7 +152,7 @@ def build_report(
         ("Folder", str(run.folder)),
         ("Units", f"{n_settings * len(spec.seeds)} ({n_settings} settings × {len(spec.seeds)} seeds)"),
         ("Seeds", ", ".join(map(str, spec.seeds))),
-        ("Compute time", f"{run.meta.get('compute_seconds', float('nan')):.1f} s (sum over units)"),
+        ("Compute time", f"{format_value(float(run.meta.get('compute_seconds', 'nan')))} s (sum over units)"),
         (
             "Tables",
             ", ".join(f"{RESULTS}/{name}.csv ({len(frame)} rows)" for name, frame in run.tables.items()),
@@ -217,7 +219,7 @@ def render_markdown(content: ReportContent) -> str:
             lines += [f"### {name}", "", "```", text.rstrip(), "```", ""]
     for table in (content.settings, content.environment):
         lines += [f"## {table.title}", ""] + _md_table(table.columns, table.rows)
-    return "\n".join(lines)
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def _html_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
