@@ -214,3 +214,19 @@ def test_per_element_lambda_tensor(spec: OpSpec, probe: Probe) -> None:
         got = eager(_loss_fn(probe, inputs), _floats(inputs))
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(("spec", "probe"), CASES, ids=IDS)
+def test_gradcheck_away_from_kinks(spec: OpSpec, probe: Probe) -> None:
+    """Nudged off the kink (and off every tie), the op is smooth there: finite differences agree."""
+    inputs = probe.make(torch.float64)
+    generator = torch.Generator().manual_seed(0)
+    nudged = [
+        t + 0.01 * torch.randn(t.shape, generator=generator, dtype=t.dtype) if t.is_floating_point() else t
+        for t in inputs
+    ]
+    loss = _loss_fn(probe, nudged)
+    fl = [t.clone().requires_grad_() for t in _floats(nudged)]
+    forward_ad = spec.name != "multi_margin_loss"  # PyTorch has no forward AD for it
+    with kink_policy(**{spec.name: SHOWCASE[spec.kind]}):
+        assert torch.autograd.gradcheck(loss, tuple(fl), check_forward_ad=forward_ad)
