@@ -76,18 +76,27 @@ def copy_(dsts: list[Tensor], srcs: list[Tensor], foreach: bool) -> None:
 def sq_norm(xs: list[Tensor]) -> float:
     """:math:`\\sum_i \\|x_i\\|_2^2` as a Python float, reading each tensor once.
 
-    Contiguous float32/float64 tensors use ``torch.dot`` (BLAS): on CPU it is both faster and more accurate
-    than ``torch.linalg.vector_norm`` for large float32 tensors. Partial sums are added in float64.
+    On CPU, contiguous float32/float64 tensors use ``torch.dot`` (BLAS), faster and more accurate there
+    than ``torch.linalg.vector_norm`` for large float32 tensors. On an accelerator one fused
+    ``torch._foreach_norm`` per device and dtype, and one synchronisation each. The result does not depend on
+    ``foreach``, so both paths of an optimizer take identical steps.
     """
     total = 0.0
+    by_device: dict[tuple[torch.device, torch.dtype], list[Tensor]] = defaultdict(list)
     for x in xs:
-        if x.dtype in (torch.float32, torch.float64) and x.is_contiguous():
+        if x.device.type != "cpu":
+            by_device[(x.device, x.dtype)].append(x)
+        elif x.dtype in (torch.float32, torch.float64) and x.is_contiguous():
             flat = x.view(-1)
             total += float(torch.dot(flat, flat))
         else:
             total += (
                 float(torch.linalg.vector_norm(x, dtype=torch.promote_types(x.dtype, torch.float32))) ** 2
             )
+    for group in by_device.values():
+        dtype = torch.promote_types(group[0].dtype, torch.float32)
+        norms = torch.stack(torch._foreach_norm(group, 2, dtype=dtype)).double()
+        total += float(norms.square().sum())
     return total
 
 
