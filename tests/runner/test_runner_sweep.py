@@ -179,3 +179,17 @@ def test_killed_process_resumes_where_it_stopped(
     assert len(executions(execution_log)) == ran_before + 6 - len(kept)
     assert {name: (folder / "units" / name).stat().st_mtime_ns for name in kept} == kept
     assert len(pd.read_csv(folder / "results" / "records.csv")) == 6 * 2
+
+
+def test_sweep_axis_order_is_part_of_a_run(tmp_path: Path) -> None:
+    forward = resolve_run("toy-lsq", sweep={"method": ["gd", "momentum"]}, overrides={"steps": 1})
+    backward = resolve_run("toy-lsq", sweep={"lr": [0.1, 0.05], "method": ["gd", "momentum"]})
+    path = tmp_path / "reordered.json"
+    path.write_text(
+        json.dumps({"sweep": {"method": ["gd", "momentum"], "lr": [0.1, 0.05]}, "config": {"steps": 1}})
+    )
+    reordered = resolve_run("toy-lsq", config_file=path)
+    assert forward.identity != reordered.identity and backward.identity != reordered.identity
+    run_sweep(forward, tmp_path / "r")
+    with pytest.raises(ValueError, match=r"holds a different run \(the sweep axes are in another order\)"):
+        run_sweep(reordered, tmp_path / "r")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from kinkgrad.runner._config import ConfigError
-from kinkgrad.runner._spec import RunSpec
+from kinkgrad.runner._spec import RunSpec, identity_data
 from kinkgrad.runner._unit import UnitOutcome
 
 CONFIG = "config.json"
@@ -76,6 +76,8 @@ def default_folder(spec: RunSpec[Any], root: str | Path = "runs") -> Path:
 
 def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
     out = []
+    if prefix == "" and "sweep" in old and "sweep" in new:
+        old, new = {**old, "sweep": dict(old["sweep"])}, {**new, "sweep": dict(new["sweep"])}
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key, "(absent)"), new.get(key, "(absent)")
         if isinstance(a, Mapping) and isinstance(b, Mapping):
@@ -83,6 +85,13 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "
         elif a != b:
             out.append(f"{prefix}{key}: {a!r} in the folder, {b!r} now")
     return out
+
+
+def write_environment(folder: Path) -> None:
+    """Write ``env.json``: what ``kinkgrad env`` prints, for the machine that runs the units."""
+    from kinkgrad._env import environment
+
+    write_json(folder / ENV, environment())
 
 
 def prepare_folder(spec: RunSpec[Any], folder: Path) -> None:
@@ -93,17 +102,14 @@ def prepare_folder(spec: RunSpec[Any], folder: Path) -> None:
             differences), or is a non-empty folder that is not a run folder.
     """
     from kinkgrad import __version__
-    from kinkgrad._env import environment
 
     config_path = folder / CONFIG
     new = spec.to_json()
     if config_path.is_file():
         old = read_json(config_path)
-        old_id, new_id = dict(old), dict(new)
-        old_id.pop("seeds", None)
-        new_id.pop("seeds", None)
+        old_id, new_id = identity_data(old), identity_data(new)
         if old_id != new_id:
-            diffs = "; ".join(_differences(old_id, new_id)[:8])
+            diffs = "; ".join(_differences(old_id, new_id)[:8]) or "the sweep axes are in another order"
             raise ConfigError(
                 f"{folder} holds a different run ({diffs}); choose another --out, or omit --out to use a "
                 "folder named after the config"
@@ -116,7 +122,6 @@ def prepare_folder(spec: RunSpec[Any], folder: Path) -> None:
     meta = read_json(run_path) if run_path.is_file() else {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     meta.update(experiment=spec.experiment.name, module=spec.experiment.module, kinkgrad=__version__)
     write_json(run_path, meta)
-    write_json(folder / ENV, environment())
     for stale in (folder / UNITS).glob(_TMP_PREFIX + "*") if (folder / UNITS).is_dir() else ():
         with contextlib.suppress(OSError):
             stale.unlink()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from kinkgrad.runner._folder import CONFIG, RESULTS, RUN, atomic_write, read_json, read_unit, write_json
 from kinkgrad.runner._registry import get_experiment
 from kinkgrad.runner._spec import RunSpec, spec_from_json
-from kinkgrad.runner._unit import DEFAULT_TABLE
+from kinkgrad.runner._unit import DEFAULT_TABLE, UnitTask
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,20 +76,30 @@ class RunResults:
         return self.tables[name]
 
 
-def combine_units(folder: Path, keys: Sequence[str], axes: Sequence[str]) -> dict[str, Path]:
-    """Concatenate the unit files ``keys`` (in that order) into one CSV (and Parquet) file per table.
+def combine_units(folder: Path, tasks: Sequence[UnitTask], axes: Sequence[str]) -> dict[str, Path]:
+    """Concatenate the units' files (in task order) into one CSV (and Parquet) file per table.
 
     Returns:
         Table name to the CSV path.
+
+    Raises:
+        RunFolderError: a unit file is missing, unreadable, or holds another setting or seed.
     """
     import pandas as pd
 
     rows: dict[str, list[dict[str, Any]]] = {}
     seconds = 0.0
-    for key in keys:
+    keys = [task.key for task in tasks]
+    for task in tasks:
+        key = task.key
         unit = read_unit(folder, key)
         if unit is None:
             raise RunFolderError(f"unit {key} has no readable result file in {folder}")
+        if unit.setting != task.setting or unit.seed != task.seed:
+            raise RunFolderError(
+                f"unit file {key} in {folder} holds setting {unit.setting}, seed {unit.seed}; "
+                f"expected {task.setting}, seed {task.seed}"
+            )
         seconds += unit.seconds
         for name, table_rows in unit.tables.items():
             rows.setdefault(name, []).extend(table_rows)

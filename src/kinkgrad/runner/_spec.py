@@ -99,11 +99,21 @@ class RunSpec(Generic[C]):
 
     @property
     def identity(self) -> str:
-        """A short hash of experiment, config and sweep (not the seeds): the default folder name."""
-        data = self.to_json()
-        del data["seeds"]
-        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        """A short hash of experiment, config and sweep (not the seeds): the default folder name.
+
+        The order of the sweep axes counts: it fixes which setting each unit key stands for.
+        """
+        text = json.dumps(identity_data(self.to_json()), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def identity_data(data: Mapping[str, Any]) -> dict[str, Any]:
+    """What identifies a run in ``config.json`` contents: all but the seeds, sweep axes as ordered pairs."""
+    return {
+        "experiment": data.get("experiment"),
+        "config": data.get("config", {}),
+        "sweep": [[key, values] for key, values in dict(data.get("sweep", {})).items()],
+    }
 
 
 def _jsonable(value: Any) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 
 from kinkgrad.runner._backend import Backend, LocalBackend
 from kinkgrad.runner._folder import (
+    ENV,
     REPORT_HTML,
     REPORT_MD,
     RESULTS,
@@ -21,6 +22,7 @@ from kinkgrad.runner._folder import (
     finished_keys,
     prepare_folder,
     read_json,
+    write_environment,
     write_unit,
 )
 from kinkgrad.runner._render import Rendered, render_run
@@ -138,6 +140,8 @@ def run_sweep(
     tasks = spec.units()
     done = finished_keys(folder)
     pending = [task for task in tasks if task.key not in done]
+    if pending or not (folder / ENV).is_file():
+        write_environment(folder)
     if on_start is not None:
         on_start(len(tasks), len(pending))
     failures: list[UnitFailure] = []
@@ -158,7 +162,7 @@ def run_sweep(
         return SweepResult(folder, len(tasks), finished_before, ran, tuple(failures), None)
     if not pending and _up_to_date(folder, keys):
         return SweepResult(folder, len(tasks), finished_before, 0, (), None)
-    combine_units(folder, keys, spec.axes)
+    combine_units(folder, tasks, spec.axes)
     return SweepResult(folder, len(tasks), finished_before, ran, (), render_run(folder))
 
 
