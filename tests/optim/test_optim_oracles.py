@@ -3,6 +3,7 @@ and the classical guarantees of the subgradient method."""
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import warnings
@@ -294,6 +295,8 @@ def test_best_tracking_can_be_switched_off() -> None:
         opt.best_params()
     with pytest.raises(RuntimeError, match=r"call step\(closure\)"):
         Subgradient(params, lr=0.1).best_params()
+    clone = copy.deepcopy(opt)  # torch.optim pickles defaults, state and groups; track_best must follow
+    assert isinstance(clone, Subgradient) and clone.track_best is False and clone.best_loss == opt.best_loss
 
 
 # -- bad input specific to one optimizer ----------------------------------------------------------------

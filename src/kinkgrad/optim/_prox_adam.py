@@ -10,7 +10,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from . import _rules as rules
-from ._validation import check_floating_params, check_number, check_operator, resolve_foreach
+from ._validation import check_floating_params, check_number, check_operator, group_label, resolve_foreach
 
 __all__ = ["ProxAdam"]
 
@@ -87,7 +87,7 @@ class ProxAdam(Optimizer):
         super().add_param_group(param_group)
         index = len(self.param_groups) - 1
         group = self.param_groups[index]
-        where = _NAME if index == 0 else f"{_NAME} (param group {index})"
+        where = group_label(_NAME, index)
         check_number(where, "lr", group["lr"], low=0.0, low_open=True)
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
@@ -97,13 +97,6 @@ class ProxAdam(Optimizer):
         check_number(where, "eps", group["eps"], low=0.0)
         check_operator(where, "prox", group["prox"])
         check_floating_params(where, group, index, "prox")
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("maximize", False)
-            group.setdefault("foreach", None)
-            group.setdefault("prox", None)
 
     @overload
     def step(self, closure: None = None) -> None: ...
@@ -121,10 +114,7 @@ class ProxAdam(Optimizer):
         Returns:
             The closure's loss, or ``None``.
         """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = rules.evaluate(closure)
         for group in self.param_groups:
             params, grads = rules.grads_of(_NAME, group["params"])
             if not params:

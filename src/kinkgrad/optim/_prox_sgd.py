@@ -10,7 +10,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from . import _rules as rules
-from ._validation import check_floating_params, check_number, check_operator, resolve_foreach
+from ._validation import check_floating_params, check_number, check_operator, group_label, resolve_foreach
 
 __all__ = ["ProxSGD"]
 
@@ -96,7 +96,7 @@ class ProxSGD(Optimizer):
         super().add_param_group(param_group)
         index = len(self.param_groups) - 1
         group = self.param_groups[index]
-        where = _NAME if index == 0 else f"{_NAME} (param group {index})"
+        where = group_label(_NAME, index)
         check_number(where, "lr", group["lr"], low=0.0, low_open=True)
         momentum = check_number(where, "momentum", group["momentum"], low=0.0, high=1.0)
         dampening = check_number(where, "dampening", group["dampening"], low=0.0, high=1.0, high_open=False)
@@ -107,13 +107,6 @@ class ProxSGD(Optimizer):
             )
         check_operator(where, "prox", group["prox"])
         check_floating_params(where, group, index, "prox")
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for group in self.param_groups:
-            group.setdefault("maximize", False)
-            group.setdefault("foreach", None)
-            group.setdefault("prox", None)
 
     @overload
     def step(self, closure: None = None) -> None: ...
@@ -131,10 +124,7 @@ class ProxSGD(Optimizer):
         Returns:
             The closure's loss, or ``None``.
         """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = rules.evaluate(closure)
         for group in self.param_groups:
             params, grads = rules.grads_of(_NAME, group["params"])
             if not params:

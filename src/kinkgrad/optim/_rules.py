@@ -1,12 +1,13 @@
 """Small step rules on lists of tensors, each with a plain loop and a ``torch._foreach_*`` twin.
 
-The optimizers are short recipes over these pieces; nothing here knows about param groups.
+The optimizers are short recipes over these pieces; nothing here knows about param groups. A prox has no
+foreach twin: :func:`prox_` applies it per tensor (one in-place kernel each for the separable operators).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import torch
 from torch import Tensor
@@ -21,6 +22,7 @@ __all__ = [
     "addcmul_",
     "buckets",
     "copy_",
+    "evaluate",
     "grads_of",
     "heavy_ball_",
     "nesterov",
@@ -28,6 +30,14 @@ __all__ = [
     "reciprocal_scaled",
     "sq_norm",
 ]
+
+
+def evaluate(closure: Callable[[], float] | None) -> float | None:
+    """Run the closure with gradients enabled (``step`` itself runs under ``no_grad``); ``None`` if none."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
 
 
 def grads_of(owner: str, params: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:

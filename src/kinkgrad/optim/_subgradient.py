@@ -12,7 +12,14 @@ from torch.optim import Optimizer
 
 from . import _rules as rules
 from ._schedules import SCHEDULE_NAMES, SCHEDULES, polyak
-from ._validation import check_choice, check_floating_params, check_number, check_operator, resolve_foreach
+from ._validation import (
+    check_choice,
+    check_floating_params,
+    check_number,
+    check_operator,
+    group_label,
+    resolve_foreach,
+)
 
 __all__ = ["Subgradient"]
 
@@ -108,7 +115,7 @@ class Subgradient(Optimizer):
         super().add_param_group(param_group)
         index = len(self.param_groups) - 1
         group = self.param_groups[index]
-        where = _NAME if index == 0 else f"{_NAME} (param group {index})"
+        where = group_label(_NAME, index)
         schedule = check_choice(where, "schedule", group["schedule"], SCHEDULE_NAMES)
         if schedule == "polyak":
             check_number(where, "lr", group["lr"], low=0.0, high=2.0, low_open=True, high_open=True)
@@ -124,13 +131,9 @@ class Subgradient(Optimizer):
         check_operator(where, "projection", group["projection"], sets_only=True)
         check_floating_params(where, group, index, "projection")
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self.__dict__.setdefault("track_best", True)
-        for group in self.param_groups:
-            group.setdefault("maximize", False)
-            group.setdefault("foreach", None)
-            group.setdefault("projection", None)
+    def __getstate__(self) -> dict[str, Any]:
+        # torch.optim.Optimizer pickles defaults, state and param_groups only; keep track_best too.
+        return {**super().__getstate__(), "track_best": self.track_best}
 
     # -- records of the best iterate ---------------------------------------------------------------
 
@@ -203,10 +206,7 @@ class Subgradient(Optimizer):
         Returns:
             The closure's loss, or ``None``.
         """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = rules.evaluate(closure)
         objective = None if loss is None else _as_float(loss)
 
         found = [rules.grads_of(_NAME, group["params"]) for group in self.param_groups]

@@ -18,8 +18,14 @@ __all__ = [
     "check_floating_params",
     "check_number",
     "check_operator",
+    "group_label",
     "resolve_foreach",
 ]
+
+
+def group_label(owner: str, index: int) -> str:
+    """How errors name a param group: the optimizer alone for the first, with the group index after it."""
+    return owner if index == 0 else f"{owner} (param group {index})"
 
 
 def check_number(
