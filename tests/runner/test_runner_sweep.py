@@ -30,11 +30,14 @@ def executions(log: Path) -> list[str]:
     return sorted(p.name.rsplit("-", 1)[0] for p in log.iterdir())
 
 
-def test_two_workers_match_one_process(tmp_path: Path, execution_log: Path) -> None:
+def test_two_workers_match_one_process(
+    tmp_path: Path, execution_log: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["run", "toy-lsq", "--set", "steps=4", "--seeds", "2", "--workers", "2"]
+    assert main([*argv, "--out", str(tmp_path / "parallel")]) == 0
+    assert "4 units (2 settings x 2 seeds); running 4 on 2 local processes." in capsys.readouterr().out
     spec = resolve_run("toy-lsq", overrides=["steps=4"], seeds=2)
-    parallel = run_sweep(spec, tmp_path / "parallel", backend=LocalBackend(workers=2))
-    assert parallel.complete and parallel.ran == 4 and parallel.total == 4
-    serial = run_sweep(spec, tmp_path / "serial")
+    serial = run_sweep(spec, tmp_path / "serial", backend=LocalBackend(workers=1))
     assert serial.ran == 4
     assert len(executions(execution_log)) == 8
     a = pd.read_csv(tmp_path / "parallel" / "results" / "records.csv")
@@ -109,6 +112,15 @@ def test_more_seeds_reuse_finished_units(tmp_path: Path, execution_log: Path) ->
     assert fewer.ran == 0 and not fewer.nothing_to_do  # the tables are recombined for the seeds asked
     assert sorted(pd.read_csv(tmp_path / "r" / "results" / "records.csv").seed.unique()) == [0, 1]
     assert len(executions(execution_log)) == 3
+
+
+def test_without_pyarrow_only_csv_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kinkgrad.runner._results as results
+
+    monkeypatch.setattr(results, "parquet_available", lambda: False)
+    run_experiment("toy-lsq", out=tmp_path / "r", quick=True)
+    assert sorted(p.name for p in (tmp_path / "r" / "results").iterdir()) == ["final_fit.csv", "records.csv"]
+    assert len(results.load_run(tmp_path / "r").records) == 3
 
 
 def test_failures_are_returned_not_raised_and_can_be_raised(

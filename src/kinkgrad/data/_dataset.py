@@ -35,7 +35,7 @@ DATASETS: dict[str, str] = {
 _GENERATED = {"synthetic-mnist", "mnist1d"}
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, eq=False)
 class Dataset:
     """A data set as tensors, split into training and test sets.
 

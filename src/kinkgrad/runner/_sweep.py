@@ -201,12 +201,14 @@ def run_experiment(
         ... def steps(config: Config, seed: int):
         ...     for step in range(config.steps):
         ...         yield {"step": step, "value": 0.5**step}
-        >>> result = run_experiment("doc-steps", out=tempfile.mkdtemp() + "/run", seeds=2)
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> result = run_experiment("doc-steps", out=tmp.name + "/run", seeds=2)
         >>> result.total, result.ran, result.complete
         (4, 4, True)
         >>> run_experiment("doc-steps", out=result.folder, seeds=2).nothing_to_do
         True
         >>> unregister_experiment("doc-steps")
+        >>> tmp.cleanup()
     """
     spec = resolve_run(
         name, quick=quick, config_file=config_file, overrides=overrides, sweep=sweep, seeds=seeds
