@@ -181,6 +181,10 @@ def test_broken_figure_is_reported_and_exit_1(
     md = (tmp_path / "r" / "report.md").read_text()
     assert "## Problems" in md and "figure broken on purpose" in md
     assert not (tmp_path / "r" / "figures" / "loss.png").exists()
+    monkeypatch.delenv("KINKGRAD_TEST_BAD_FIGURE")
+    code, out, _ = run_cli(capsys, "run", "toy-lsq", "--quick", "--out", str(tmp_path / "r"))
+    assert code == 0 and "Nothing to do" not in out  # the fixed figure is drawn on the rerun
+    assert (tmp_path / "r" / "figures" / "loss.png").is_file()
 
 
 @pytest.mark.skipif(

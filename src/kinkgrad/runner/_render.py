@@ -9,6 +9,7 @@ from pathlib import Path
 
 from kinkgrad.runner._experiment import Claim
 from kinkgrad.runner._figures import draw_figures
+from kinkgrad.runner._folder import RUN, read_json, write_json
 from kinkgrad.runner._report import build_report, default_summary, write_report
 from kinkgrad.runner._results import RunResults, load_run
 
@@ -58,4 +59,7 @@ def render_run(run: RunResults | str | Path) -> Rendered:
         summaries = {}
     content = build_report(run, figures, problems, claims, summaries)
     md_path, html_path = write_report(run, content)
+    meta = read_json(run.folder / RUN)
+    meta["render_problems"] = sorted(problems)  # a rerun of the sweep renders again until none are left
+    write_json(run.folder / RUN, meta)
     return Rendered(run.folder, figures, md_path, html_path, claims, problems)

@@ -106,7 +106,7 @@ class SweepResult:
 
 def _up_to_date(folder: Path, keys: Sequence[str]) -> bool:
     meta = read_json(folder / RUN)
-    if meta.get("combined") != list(keys):
+    if meta.get("combined") != list(keys) or meta.get("render_problems", ["never rendered"]):
         return False
     tables_there = all((folder / RESULTS / f"{name}.csv").is_file() for name in meta.get("tables", []))
     return tables_there and (folder / REPORT_MD).is_file() and (folder / REPORT_HTML).is_file()
