@@ -41,7 +41,11 @@ class OptimCase:
 
 CASES = [
     OptimCase("subgradient-constant", Subgradient, {"lr": 0.05}),
-    OptimCase("subgradient-diminishing", Subgradient, {"lr": 0.2, "schedule": "diminishing"}),
+    OptimCase(
+        "subgradient-diminishing-averaged",
+        Subgradient,
+        {"lr": 0.2, "schedule": "diminishing", "average": True},
+    ),
     OptimCase(
         "subgradient-sqrt-box", Subgradient, {"lr": 0.2, "schedule": "sqrt", "projection": P.Box(-0.5, 0.5)}
     ),
@@ -68,6 +72,8 @@ CASES = [
     OptimCase("proxadam-ball", ProxAdam, {"lr": 0.01, "prox": P.L2Ball(1.0, dim=0)}),
 ]
 IDS = [c.id for c in CASES]
+# Constructor options that are optimizer-wide attributes rather than param-group defaults.
+OPTIMIZER_WIDE = frozenset({"track_best", "average"})
 CLASSES: list[type[Any]] = [Subgradient, ProxSGD, ProxAdam]
 
 

@@ -11,7 +11,16 @@ from typing import Any
 
 import pytest
 import torch
-from optim_cases import CASES, CLASSES, IDS, SAFE_GLOBALS, OptimCase, closure_for, make_problem
+from optim_cases import (
+    CASES,
+    CLASSES,
+    IDS,
+    OPTIMIZER_WIDE,
+    SAFE_GLOBALS,
+    OptimCase,
+    closure_for,
+    make_problem,
+)
 
 from kinkgrad.optim import ProxSGD, Subgradient, _prox_adam, _prox_sgd, _rules, _schedules, _subgradient
 
@@ -54,6 +63,9 @@ def test_state_dict_round_trip_continues_identically(case: OptimCase) -> None:
         assert restored.best_loss == opt.best_loss and restored.best_step == opt.best_step
         for a, b in zip(opt.best_params(), restored.best_params()):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
+        if opt.average:
+            for a, b in zip(opt.averaged_params(), restored.averaged_params()):
+                torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
@@ -83,7 +95,10 @@ def test_maximize_of_minus_f_mirrors_minimize_of_f(case: OptimCase) -> None:
 def test_defaults_param_groups_and_state(case: OptimCase) -> None:
     params, opt, _ = run(case, 2)
     for key, value in case.kwargs.items():
-        assert opt.defaults[key] == value and opt.param_groups[0][key] == value
+        if key in OPTIMIZER_WIDE:
+            assert getattr(opt, key) == value and key not in opt.defaults
+        else:
+            assert opt.defaults[key] == value and opt.param_groups[0][key] == value
     assert set(opt.param_groups[0]) == set(opt.defaults) | {"params"}
     stateful = case.cls is not ProxSGD or case.kwargs.get("momentum", 0.0) > 0
     assert all((p in opt.state) == stateful for p in params)
@@ -99,7 +114,7 @@ def test_params_without_grad_are_left_alone_and_closure_loss_is_returned(case: O
     loss = opt.step(closure)
     assert isinstance(loss, torch.Tensor) and loss.item() > 0
     torch.testing.assert_close(frozen, torch.ones(3, dtype=torch.float64), rtol=0, atol=0)
-    assert set(opt.state.get(frozen, {})) <= {"best"}, "only the best-iterate copy may cover it"
+    assert set(opt.state.get(frozen, {})) <= {"best", "average"}, "only whole-point records may cover it"
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)

@@ -191,7 +191,7 @@ def test_f_best_obeys_the_subgradient_bound(schedule: str) -> None:
     """f_best - f* <= (R^2 + G^2 sum eta_k^2) / (2 sum eta_k), R = |x0 - x*|, G >= |g_k| (Boyd et al.)."""
     c = torch.linspace(-1.0, 2.0, 10, dtype=torch.float64)
     x, f = l1_distance(c)
-    opt = Subgradient([x], lr=0.5, schedule=schedule)
+    opt = Subgradient([x], lr=0.5, schedule=schedule, average=True)
     etas = []
     for k in range(2000):
         opt.step(closure_for(opt, f))  # type: ignore[arg-type]
@@ -201,6 +201,9 @@ def test_f_best_obeys_the_subgradient_bound(schedule: str) -> None:
     assert opt.best_loss is not None
     assert opt.best_loss <= bound
     assert opt.best_loss < (0.1 if schedule == "sqrt" else 1.0)
+    # The step-weighted average obeys the same bound by convexity, without looking at loss values.
+    (average,) = opt.averaged_params()
+    assert float((average - c).abs().sum()) <= bound
 
 
 def test_constant_steps_oscillate_and_the_best_iterate_is_kept() -> None:

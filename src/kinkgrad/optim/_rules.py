@@ -25,6 +25,7 @@ __all__ = [
     "evaluate",
     "grads_of",
     "heavy_ball_",
+    "lerp_",
     "nesterov",
     "prox_",
     "reciprocal_scaled",
@@ -81,6 +82,15 @@ def copy_(dsts: list[Tensor], srcs: list[Tensor], foreach: bool) -> None:
     else:
         for d, s in zip(dsts, srcs):
             d.copy_(s)
+
+
+def lerp_(ys: list[Tensor], xs: list[Tensor], weight: float, foreach: bool) -> None:
+    """``y += weight * (x - y)`` for each pair (a running weighted average)."""
+    if foreach:
+        torch._foreach_lerp_(ys, xs, weight)
+    else:
+        for y, x in zip(ys, xs):
+            y.lerp_(x, weight)
 
 
 def sq_norm(xs: list[Tensor]) -> float:

@@ -47,11 +47,14 @@ class Subgradient(Optimizer):
 
     The last iterate of a subgradient method is not a descent sequence, so when ``step`` gets a closure the
     optimizer keeps the best loss seen and, with ``track_best=True``, a copy of the point where it was seen
-    (the point *before* the update): :attr:`best_loss`, :attr:`best_step` and :meth:`best_params`.
+    (the point *before* the update): :attr:`best_loss`, :attr:`best_step` and :meth:`best_params`. With
+    ``average=True`` it also keeps the ergodic average :math:`\bar x_k = \sum_{i \le k} \eta_i x_i /
+    \sum_{i \le k} \eta_i` (:meth:`averaged_params`), which obeys the same :math:`f(\bar x_k) - f^*`
+    bound as :math:`f_{best}` for convex :math:`f` and needs no loss values.
 
-    State: ``state[p]["step"]`` (an int) and ``state[p]["best"]`` (the best iterate); ``"best_loss"``,
-    ``"best_step"`` and ``"n_steps"`` live in the state of the first parameter, as ``torch.optim.LBFGS``
-    keeps its counters.
+    State: ``state[p]["step"]`` (an int), ``state[p]["best"]`` (the best iterate) and
+    ``state[p]["average"]``; ``"best_loss"``, ``"best_step"``, ``"n_steps"`` and ``"weight_sum"`` live in the
+    state of the first parameter, as ``torch.optim.LBFGS`` keeps its counters.
 
     Args:
         params: Parameters or parameter groups (dicts), as for any ``torch.optim.Optimizer``.
@@ -65,6 +68,8 @@ class Subgradient(Optimizer):
         foreach: Use the ``torch._foreach_*`` twin; ``None`` picks it on CUDA, as ``torch.optim`` does.
         track_best: Keep a copy of the best iterate (one extra tensor per parameter). An optimizer-wide
             setting, not a group option; best-loss bookkeeping follows the constructor's ``maximize``.
+        average: Keep the step-size-weighted average of the iterates (one extra tensor per parameter
+            and one extra pass per step), weighted by the first group's step sizes.
 
     Returns:
         An optimizer; ``step(closure)`` returns the closure's loss (``None`` without a closure).
@@ -103,11 +108,13 @@ class Subgradient(Optimizer):
         maximize: bool = False,
         foreach: bool | None = None,
         track_best: bool = True,
+        average: bool = False,
     ) -> None:
         defaults = dict(
             lr=lr, schedule=schedule, f_min=f_min, projection=projection, maximize=maximize, foreach=foreach
         )
         self.track_best = bool(track_best)
+        self.average = bool(average)
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -132,8 +139,8 @@ class Subgradient(Optimizer):
         check_floating_params(where, group, index, "projection")
 
     def __getstate__(self) -> dict[str, Any]:
-        # torch.optim.Optimizer pickles defaults, state and param_groups only; keep track_best too.
-        return {**super().__getstate__(), "track_best": self.track_best}
+        # torch.optim.Optimizer pickles defaults, state and param_groups only; keep our two settings too.
+        return {**super().__getstate__(), "track_best": self.track_best, "average": self.average}
 
     # -- records of the best iterate ---------------------------------------------------------------
 
@@ -168,6 +175,37 @@ class Subgradient(Optimizer):
             raise RuntimeError(f"{_NAME}: best_params() needs a loss first: call step(closure)")
         return [self.state[p]["best"].clone() for p in self._all_params()]
 
+    def averaged_params(self) -> list[Tensor]:
+        """Copies of the weighted average :math:`\\sum_k \\eta_k x_k / \\sum_k \\eta_k` of the iterates.
+
+        Returns:
+            One tensor per parameter of every group (the iterates before each step, as for the best).
+
+        Raises:
+            RuntimeError: With ``average=False``, or before the first step with a nonzero step size.
+        """
+        if not self.average:
+            raise RuntimeError(f"{_NAME}: averaged_params() needs average=True")
+        if not self._record().get("weight_sum"):
+            raise RuntimeError(f"{_NAME}: averaged_params() needs a step with a nonzero step size first")
+        return [self.state[p]["average"].clone() for p in self._all_params()]
+
+    def _accumulate(self, eta: float, foreach: bool) -> None:
+        """Fold the current point into the running average with weight ``eta``."""
+        if eta <= 0.0:
+            return
+        record = self._record()
+        total = record.get("weight_sum", 0.0) + eta
+        params = self._all_params()
+        averages = []
+        for p in params:
+            state = self.state[p]
+            if "average" not in state:
+                state["average"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            averages.append(state["average"])
+        rules.lerp_(averages, [p.detach() for p in params], eta / total, foreach)
+        record["weight_sum"] = total
+
     def _observe(self, objective: float, foreach: bool) -> None:
         """Record the current point if ``objective`` (to minimise) beats the best so far."""
         record = self._record()
@@ -188,6 +226,18 @@ class Subgradient(Optimizer):
             rules.copy_(bests, [p.detach() for p in params], foreach)
 
     # -- the step ----------------------------------------------------------------------------------
+
+    def _step_sizes(
+        self, group: dict[str, Any], params: list[Tensor], objective: float | None, sq_norm: float | None
+    ) -> list[float]:
+        """The step size of each parameter of a group (they differ only if their step counts do)."""
+        ks = [self.state[p].setdefault("step", 0) for p in params]
+        if group["schedule"] == "polyak":
+            assert objective is not None and sq_norm is not None
+            gap = group["f_min"] - objective if group["maximize"] else objective - group["f_min"]
+            return [polyak(group["lr"], gap, sq_norm)] * len(params)
+        rule = SCHEDULES[group["schedule"]]
+        return [rule(group["lr"], k) for k in ks]
 
     @overload
     def step(self, closure: None = None) -> None: ...
@@ -224,27 +274,23 @@ class Subgradient(Optimizer):
                 )
             sq_norm = rules.sq_norm([g for _, grads in found for g in grads])
 
-        for group, (params, grads) in zip(self.param_groups, found):
-            if not params:
-                continue
+        plans = [
+            (group, params, grads, self._step_sizes(group, params, objective, sq_norm))
+            for group, (params, grads) in zip(self.param_groups, found)
+            if params
+        ]
+        if self.average and plans:
+            self._accumulate(plans[0][3][0], foreach_all)
+        for group, params, grads, etas in plans:
             foreach = resolve_foreach(group["foreach"], params)
             sign = 1.0 if group["maximize"] else -1.0
-            states = [self.state[p] for p in params]
-            ks = [state.setdefault("step", 0) for state in states]
-            if group["schedule"] == "polyak":
-                assert objective is not None and sq_norm is not None
-                gap = group["f_min"] - objective if group["maximize"] else objective - group["f_min"]
-                etas = [polyak(group["lr"], gap, sq_norm)] * len(params)
-            else:
-                rule = SCHEDULES[group["schedule"]]
-                etas = [rule(group["lr"], k) for k in ks]
             for eta, idx in rules.buckets(etas, len(params)).items():
                 assert isinstance(eta, float)
                 moved = [params[i] for i in idx]
                 rules.add_scaled_(moved, [grads[i] for i in idx], sign * eta, foreach)
                 rules.prox_(moved, group["projection"], eta)
-            for state in states:
-                state["step"] += 1
+            for p in params:
+                self.state[p]["step"] += 1
         record = self._record()
         record["n_steps"] = record.get("n_steps", 0) + 1
         return loss
