@@ -12,10 +12,10 @@ HELP = "Run an experiment (a sweep over settings x seeds) into a run folder; rer
 
 _EPILOG = """\
 examples:
-  kinkgrad run relu-prime --quick
-  kinkgrad run relu-prime --set data.name=digits --set epochs=3 --seeds 5 --workers 2
-  kinkgrad run relu-prime --sweep lr=0.1,0.01 --out runs/lr-study
-  kinkgrad run relu-prime --config study.toml --backend dask --scheduler tcp://10.0.0.5:8786
+  kinkgrad run NAME --quick
+  kinkgrad run NAME --set data.name=digits --set data.train_size=1000 --seeds 5 --workers 2
+  kinkgrad run NAME --sweep KEY=V1,V2,V3 --out runs/my-study
+  kinkgrad run NAME --config study.toml --backend dask --scheduler tcp://10.0.0.5:8786
 
 `kinkgrad list NAME` shows an experiment's settings. Rerunning the same command resumes an interrupted
 sweep, and does nothing if it finished. `kinkgrad plot DIR` redraws figures and report from the files.
