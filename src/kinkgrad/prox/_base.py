@@ -23,16 +23,17 @@ class Prox(abc.ABC):
         \operatorname{prox}(x, s) = \operatorname*{argmin}_z \; h(z) + \sum_i \frac{(z_i - x_i)^2}{2 s_i},
 
     where the step :math:`s` is a number (the usual Euclidean prox) or a tensor broadcastable to ``x``
-    (a diagonal metric, e.g. Adam's per-coordinate step). ``step=0`` is the limit ``prox(x, 0) = x``.
+    (a diagonal metric, e.g. Adam's per-coordinate step). For a penalty ``step=0`` gives the limit
+    ``prox(x, 0) = x``; a :class:`Projection` projects whatever the scalar step.
 
     Subclasses implement :meth:`value` and the private ``_apply(x, step, inplace)``; :meth:`prox` and the
     in-place twin :meth:`prox_` are defined here once and are not overridden.
 
     Args:
-        (none here; each concrete operator documents its own parameters.)
+        None here: each concrete operator documents the parameters it holds.
 
     Returns:
-        (an abstract interface.)
+        An abstract interface; ``prox`` and ``prox_`` return tensors shaped like ``x``.
 
     Example:
         >>> import torch
@@ -85,6 +86,12 @@ class Projection(Prox):
     ``projection=`` by :class:`kinkgrad.optim.Subgradient`.
 
     Subclasses implement ``_contains(x)`` and ``_apply``; :meth:`value` is defined here.
+
+    Args:
+        None here: each concrete set documents the parameters it holds.
+
+    Returns:
+        An abstract interface; ``value`` returns ``0`` or ``inf``.
 
     Example:
         >>> import torch
