@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -88,22 +88,15 @@ class kink_policy(contextlib.ContextDecorator):
     def __enter__(self) -> kink_policy:
         _teach_dynamo()
         self._generator = torch.Generator().manual_seed(self.seed)
-        stack = _stack()
-        if not stack:
-            _state.mode = _PolicyMode()
-            _state.mode.__enter__()
-        stack.append(self)
-        _state.mode.policy = self
+        _stack().append(self)
+        _acquire_mode().policy = self
         return self
 
     def __exit__(self, *exc: object) -> None:
         stack = _stack()
         stack.pop()
-        if stack:
-            _state.mode.policy = stack[-1]
-        else:
-            mode, _state.mode = _state.mode, None
-            mode.__exit__(*exc)
+        _state.mode.policy = stack[-1] if stack else None
+        _release_mode(*exc)
 
 
 def _check_choice(kind: str, value: Any, name: str) -> Any:
@@ -136,8 +129,38 @@ def _stack() -> list[kink_policy]:
     if not hasattr(_state, "stack"):
         _state.stack = []
         _state.mode = None
+        _state.users = 0
     stack: list[kink_policy] = _state.stack
     return stack
+
+
+def _acquire_mode() -> _PolicyMode:
+    """Enter this thread's routing mode (shared by policies and observers), counting its users."""
+    _stack()
+    if _state.users == 0:
+        _state.mode = _PolicyMode()
+        _state.mode.__enter__()
+    _state.users += 1
+    mode: _PolicyMode = _state.mode
+    return mode
+
+
+def _release_mode(*exc: object) -> None:
+    _state.users -= 1
+    if _state.users == 0:
+        mode, _state.mode = _state.mode, None
+        mode.__exit__(*exc)
+
+
+@contextlib.contextmanager
+def routing() -> Iterator[None]:
+    """Route registered PyTorch entry points to kinkgrad's ops for the duration (used by observers)."""
+    _teach_dynamo()
+    _acquire_mode()
+    try:
+        yield
+    finally:
+        _release_mode(None, None, None)
 
 
 def active_policy() -> kink_policy | None:
@@ -153,16 +176,17 @@ def active_generator() -> torch.Generator | None:
 
 
 class _PolicyMode(TorchFunctionMode):
-    policy: kink_policy
+    policy: kink_policy | None = None
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        from kinkgrad._observe import active_observer
         from kinkgrad._registry import ROUTES
 
         kwargs = kwargs or {}
         route = ROUTES.get(func)
         if route is None or "out" in kwargs:
             return func(*args, **kwargs)
-        choice = self.policy.choice(*route.names(args, kwargs))
-        if choice is None:
+        choice = None if self.policy is None else self.policy.choice(*route.names(args, kwargs))
+        if choice is None and active_observer() is None:
             return func(*args, **kwargs)
         return route.call(choice, args, kwargs)

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from kinkgrad._autodiff import at_kinks, needs_rule, trace_mode
+from kinkgrad._autodiff import Trace, at_kinks, needs_rule, trace_mode
+from kinkgrad._observe import active_observer
 from kinkgrad._rules import check_lambda
 
 __all__ = ["fmax", "fmin", "maximum", "minimum"]
@@ -25,16 +26,22 @@ __all__ = ["fmax", "fmin", "maximum", "minimum"]
 
 def _tie(native: Any, input: Tensor, other: Tensor, at_kink: Any, upper: bool) -> Tensor:
     value = native(input, other)
-    if at_kink is None or not value.is_floating_point():
+    watch = active_observer()
+    if (at_kink is None and watch is None) or not value.is_floating_point():
         return value
-    lam = check_lambda(at_kink)
+    lam = None if at_kink is None else check_lambda(at_kink)
     mode = trace_mode(input, other)
-    tie = (input == other) & torch.isfinite(input)
-    if not needs_rule(mode, tie):
+    if mode is Trace.NONE and watch is None:
         return value
-    w_input, w_other = (lam, 1.0 - lam) if upper else (1.0 - lam, lam)
-    tangent = w_input * (input - input.detach()) + w_other * (other - other.detach())
-    return at_kinks(value, tie, tangent.to(value.dtype))
+    tie = (input == other) & torch.isfinite(input)
+    out = value
+    if lam is not None and needs_rule(mode, tie):
+        w_input, w_other = (lam, 1.0 - lam) if upper else (1.0 - lam, lam)
+        tangent = w_input * (input - input.detach()) + w_other * (other - other.detach())
+        out = at_kinks(value, tie, tangent.to(value.dtype))
+    if watch is not None:
+        watch.report(native.__name__, out, tie, (input - other).abs())
+    return out
 
 
 def maximum(input: Tensor, other: Tensor, *, at_kink: Any = None) -> Tensor:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kinkgrad._autodiff import Trace, at_kinks, needs_rule, straight_through, trace_mode
+from kinkgrad._observe import active_observer, silenced
 from kinkgrad._rules import check_lambda
 
 __all__ = [
@@ -54,27 +55,30 @@ class Kink:
     right: float | Tensor
 
 
-def _apply(
-    x: Tensor, value: Tensor, kinks: Sequence[Kink], at_kink: Any, mode: Trace | None = None
-) -> Tensor:
+def _apply(name: str, x: Tensor, value: Tensor, kinks: Sequence[Kink], at_kink: Any) -> Tensor:
     """``value`` (PyTorch's ``f(x)``) with the derivative at each kink set by ``at_kink``."""
-    if at_kink is None or not x.is_floating_point():
+    watch = active_observer()
+    if (at_kink is None and watch is None) or not x.is_floating_point():
         return value
-    lam = check_lambda(at_kink)
-    mode = trace_mode(x) if mode is None else mode
+    lam = None if at_kink is None else check_lambda(at_kink)
+    mode = trace_mode(x)
     kinks = [k for k in kinks if -math.inf < k.point < math.inf]  # (NaN and ±inf bounds: no kink)
-    if mode is Trace.NONE or not kinks:
+    if not kinks or (mode is Trace.NONE and watch is None):
         return value
     masks = [x == k.point for k in kinks]
     mask = masks[0]
     for m in masks[1:]:
         mask = mask | m
-    if not needs_rule(mode, mask):
-        return value
-    slope: float | Tensor = _slope(kinks[-1], lam, x)
-    for k, m in zip(kinks[-2::-1], masks[-2::-1]):
-        slope = torch.where(m, _as_tensor(_slope(k, lam, x), x), _as_tensor(slope, x))
-    return at_kinks(value, mask, slope * (x - x.detach()))
+    out = value
+    if lam is not None and needs_rule(mode, mask):
+        slope: float | Tensor = _slope(kinks[-1], lam, x)
+        for k, m in zip(kinks[-2::-1], masks[-2::-1]):
+            slope = torch.where(m, _as_tensor(_slope(k, lam, x), x), _as_tensor(slope, x))
+        out = at_kinks(value, mask, slope * (x - x.detach()))
+    if watch is not None:
+        distance = torch.stack([(x - k.point).abs() for k in kinks]).amin(0)
+        watch.report(name, out, mask, distance)
+    return out
 
 
 def _slope(k: Kink, lam: float | Tensor, x: Tensor) -> float | Tensor:
@@ -90,15 +94,18 @@ def _as_tensor(v: float | Tensor, x: Tensor) -> Tensor:
 
 
 def _elementwise(
-    x: Tensor, inplace: bool, at_kink: Any, kinks: Sequence[Kink], native: Any, *args: Any
+    name: str, x: Tensor, inplace: bool, at_kink: Any, kinks: Sequence[Kink], native: Any, *args: Any
 ) -> Tensor:
     """Shared body: ``native(x, *args, inplace=False)`` is PyTorch's op."""
-    if inplace and (at_kink is None or not x.is_floating_point() or trace_mode(x) is Trace.NONE):
+    quiet = at_kink is None and active_observer() is None
+    if inplace and (quiet or not x.is_floating_point() or trace_mode(x) is Trace.NONE):
+        if not quiet:  # observe on a copy of the input, then let PyTorch work in place
+            _apply(name, x, native(x, *args, inplace=False), kinks, at_kink)
         return native(x, *args, inplace=True)
     if not inplace:
-        return _apply(x, native(x, *args, inplace=False), kinks, at_kink)
+        return _apply(name, x, native(x, *args, inplace=False), kinks, at_kink)
     source = x.clone()  # PyTorch's backward may need the input that the copy below overwrites
-    return x.copy_(_apply(source, native(source, *args, inplace=False), kinks, at_kink))
+    return x.copy_(_apply(name, source, native(source, *args, inplace=False), kinks, at_kink))
 
 
 def _bounds(lo: float | None, hi: float | None) -> list[Kink]:
@@ -127,7 +134,7 @@ def relu(input: Tensor, inplace: bool = False, *, at_kink: Any = None) -> Tensor
         >>> x.grad
         tensor([0., 3., 3.])
     """
-    return _elementwise(input, inplace, at_kink, (Kink(0.0, 0.0, 1.0),), F.relu)
+    return _elementwise("relu", input, inplace, at_kink, (Kink(0.0, 0.0, 1.0),), F.relu)
 
 
 def leaky_relu(
@@ -138,9 +145,8 @@ def leaky_relu(
     Clarke set at 0: between ``negative_slope`` and 1. PyTorch returns ``negative_slope``.
     ``at_kink=λ`` returns ``(1 - λ)·negative_slope + λ``.
     """
-    return _elementwise(
-        input, inplace, at_kink, (Kink(0.0, negative_slope, 1.0),), F.leaky_relu, negative_slope
-    )
+    kink = Kink(0.0, negative_slope, 1.0)
+    return _elementwise("leaky_relu", input, inplace, at_kink, (kink,), F.leaky_relu, negative_slope)
 
 
 def prelu(input: Tensor, weight: Tensor, *, at_kink: Any = None) -> Tensor:
@@ -154,7 +160,7 @@ def prelu(input: Tensor, weight: Tensor, *, at_kink: Any = None) -> Tensor:
         slope = weight.reshape(())
     else:
         slope = weight.reshape((1, -1) + (1,) * (input.dim() - 2))
-    return _apply(input, value, (Kink(0.0, slope, 1.0),), at_kink)
+    return _apply("prelu", input, value, (Kink(0.0, slope, 1.0),), at_kink)
 
 
 def rrelu(
@@ -189,7 +195,7 @@ def relu6(input: Tensor, inplace: bool = False, *, at_kink: Any = None) -> Tenso
     Clarke sets: ``[0, 1]`` at 0 and at 6. PyTorch returns 0 at both. ``at_kink=λ`` returns ``λ`` at 0
     and ``1 - λ`` at 6 (``(1-λ)·left + λ·right`` at each), the same as ``clamp(x, 0, 6)``.
     """
-    return _elementwise(input, inplace, at_kink, _bounds(0.0, 6.0), F.relu6)
+    return _elementwise("relu6", input, inplace, at_kink, _bounds(0.0, 6.0), F.relu6)
 
 
 def hardtanh(
@@ -200,7 +206,9 @@ def hardtanh(
     Clarke sets: ``[0, 1]`` at each bound. PyTorch returns 0 at both. ``at_kink=λ`` returns ``λ`` at
     ``min_val`` and ``1 - λ`` at ``max_val``, exactly as :func:`clamp` does.
     """
-    return _elementwise(input, inplace, at_kink, _bounds(min_val, max_val), F.hardtanh, min_val, max_val)
+    return _elementwise(
+        "hardtanh", input, inplace, at_kink, _bounds(min_val, max_val), F.hardtanh, min_val, max_val
+    )
 
 
 def clamp(
@@ -217,24 +225,37 @@ def clamp(
     tensor bound the tie gives ``1 - λ`` (at ``min``) or ``λ`` (at ``max``) to the bound, as
     :func:`~kinkgrad.ops.maximum` and :func:`~kinkgrad.ops.minimum` do.
     """
-    value = torch.clamp(input, min, max)  # type: ignore[arg-type]
-    if at_kink is None or not input.is_floating_point():
+    return _clamp("clamp", input, min, max, at_kink)
+
+
+def _clamp(name: str, input: Tensor, min: Any, max: Any, at_kink: Any) -> Tensor:
+    value = torch.clamp(input, min, max)
+    watch = active_observer()
+    if (at_kink is None and watch is None) or not input.is_floating_point():
         return value
     if not isinstance(min, Tensor) and not isinstance(max, Tensor):
-        return _apply(input, value, _bounds(min, max), at_kink)
-    from kinkgrad.ops._binary import maximum, minimum
-
-    lam = check_lambda(at_kink)
-    bounds = [b for b in (min, max) if isinstance(b, Tensor)]
-    mode = trace_mode(input, *bounds)
-    if mode is Trace.NONE:
+        return _apply(name, input, value, _bounds(min, max), at_kink)
+    lam = None if at_kink is None else check_lambda(at_kink)
+    mode = trace_mode(input, *[b for b in (min, max) if isinstance(b, Tensor)])
+    if mode is Trace.NONE and watch is None:
         return value
     hit = torch.zeros((), dtype=torch.bool, device=input.device)
     for b in (min, max):
         if b is not None:
             hit = hit | ((input == b) & torch.isfinite(input))
-    if not needs_rule(mode, hit):
-        return value
+    out = value
+    if lam is not None and needs_rule(mode, hit):
+        with silenced():
+            out = straight_through(value, _clamp_surrogate(input, min, max, lam))
+    if watch is not None:
+        watch.report(name, out, hit, None)
+    return out
+
+
+def _clamp_surrogate(input: Tensor, min: Any, max: Any, lam: float | Tensor) -> Tensor:
+    """``min(max(x, min), max)`` written with kinkgrad's binary ties at ``λ``."""
+    from kinkgrad.ops._binary import maximum, minimum
+
     surrogate = input
     if min is not None:
         surrogate = maximum(
@@ -244,17 +265,17 @@ def clamp(
         surrogate = minimum(
             surrogate, torch.as_tensor(max, dtype=input.dtype, device=input.device), at_kink=lam
         )
-    return straight_through(value, surrogate)
+    return surrogate
 
 
 def clamp_min(input: Tensor, min: float | Tensor, *, at_kink: Any = None) -> Tensor:
     """``max(x, min)``: :func:`clamp` with only a lower bound (``clamp(x, min=0)`` is ``relu``)."""
-    return clamp(input, min, None, at_kink=at_kink)
+    return _clamp("clamp_min", input, min, None, at_kink)
 
 
 def clamp_max(input: Tensor, max: float | Tensor, *, at_kink: Any = None) -> Tensor:
     """``min(x, max)``: :func:`clamp` with only an upper bound."""
-    return clamp(input, None, max, at_kink=at_kink)
+    return _clamp("clamp_max", input, None, max, at_kink)
 
 
 def threshold(
@@ -266,7 +287,9 @@ def threshold(
     ``[0, 1]``). PyTorch returns 0 at ``x == threshold``. ``at_kink=λ`` returns ``λ`` (one-sided
     derivatives 0 and 1).
     """
-    return _elementwise(input, inplace, at_kink, (Kink(threshold, 0.0, 1.0),), F.threshold, threshold, value)
+    return _elementwise(
+        "threshold", input, inplace, at_kink, (Kink(threshold, 0.0, 1.0),), F.threshold, threshold, value
+    )
 
 
 def abs(input: Tensor, *, at_kink: Any = None) -> Tensor:
@@ -280,7 +303,7 @@ def abs(input: Tensor, *, at_kink: Any = None) -> Tensor:
         >>> x.grad
         tensor([1., 1.])
     """
-    return _apply(input, torch.abs(input), (Kink(0.0, -1.0, 1.0),), at_kink)
+    return _apply("abs", input, torch.abs(input), (Kink(0.0, -1.0, 1.0),), at_kink)
 
 
 def hardsigmoid(input: Tensor, inplace: bool = False, *, at_kink: Any = None) -> Tensor:
@@ -289,9 +312,8 @@ def hardsigmoid(input: Tensor, inplace: bool = False, *, at_kink: Any = None) ->
     Clarke sets: ``[0, 1/6]`` at -3 and at 3. PyTorch returns 0 at both. ``at_kink=λ`` returns
     ``λ/6`` at -3 and ``(1 - λ)/6`` at 3.
     """
-    return _elementwise(
-        input, inplace, at_kink, (Kink(-3.0, 0.0, 1 / 6), Kink(3.0, 1 / 6, 0.0)), F.hardsigmoid
-    )
+    kinks = (Kink(-3.0, 0.0, 1 / 6), Kink(3.0, 1 / 6, 0.0))
+    return _elementwise("hardsigmoid", input, inplace, at_kink, kinks, F.hardsigmoid)
 
 
 def hardswish(input: Tensor, inplace: bool = False, *, at_kink: Any = None) -> Tensor:
@@ -300,7 +322,9 @@ def hardswish(input: Tensor, inplace: bool = False, *, at_kink: Any = None) -> T
     Clarke sets: ``[-1/2, 0]`` at -3 and ``[1, 3/2]`` at 3. ``at_kink=λ`` returns ``-λ/2`` at -3
     and ``(1 - λ)·3/2 + λ`` at 3.
     """
-    return _elementwise(input, inplace, at_kink, (Kink(-3.0, 0.0, -0.5), Kink(3.0, 1.5, 1.0)), F.hardswish)
+    return _elementwise(
+        "hardswish", input, inplace, at_kink, (Kink(-3.0, 0.0, -0.5), Kink(3.0, 1.5, 1.0)), F.hardswish
+    )
 
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False, *, at_kink: Any = None) -> Tensor:
@@ -309,7 +333,7 @@ def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False, *, at_kink: An
     Clarke set at 0: between ``alpha`` and 1 (a single point when ``alpha == 1``). PyTorch returns
     ``alpha`` (the left slope). ``at_kink=λ`` returns ``(1 - λ)·alpha + λ``.
     """
-    return _elementwise(input, inplace, at_kink, (Kink(0.0, alpha, 1.0),), F.elu, alpha)
+    return _elementwise("elu", input, inplace, at_kink, (Kink(0.0, alpha, 1.0),), F.elu, alpha)
 
 
 def selu(input: Tensor, inplace: bool = False, *, at_kink: Any = None) -> Tensor:
@@ -319,7 +343,7 @@ def selu(input: Tensor, inplace: bool = False, *, at_kink: Any = None) -> Tensor
     ``at_kink=λ`` returns ``(1 - λ)·scale·alpha + λ·scale``.
     """
     kink = Kink(0.0, _SELU_SCALE * _SELU_ALPHA, _SELU_SCALE)
-    return _elementwise(input, inplace, at_kink, (kink,), F.selu)
+    return _elementwise("selu", input, inplace, at_kink, (kink,), F.selu)
 
 
 def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False, *, at_kink: Any = None) -> Tensor:
@@ -328,7 +352,7 @@ def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False, *, at_kink: A
     Continuously differentiable: both one-sided derivatives at 0 are 1, so every ``λ`` gives 1.
     Registered so that policies and the atlas cover it.
     """
-    return _elementwise(input, inplace, at_kink, (Kink(0.0, 1.0, 1.0),), F.celu, alpha)
+    return _elementwise("celu", input, inplace, at_kink, (Kink(0.0, 1.0, 1.0),), F.celu, alpha)
 
 
 def _shrink_kinks(lambd: float, inner: float) -> list[Kink]:
@@ -343,7 +367,7 @@ def hardshrink(input: Tensor, lambd: float = 0.5, *, at_kink: Any = None) -> Ten
     Discontinuous at ``±lambd`` (one-sided derivatives 1 outside, 0 inside). PyTorch returns 0 there.
     ``at_kink=λ`` returns ``1 - λ`` at ``-lambd`` and ``λ`` at ``lambd``.
     """
-    return _apply(input, F.hardshrink(input, lambd), _shrink_kinks(lambd, 0.0), at_kink)
+    return _apply("hardshrink", input, F.hardshrink(input, lambd), _shrink_kinks(lambd, 0.0), at_kink)
 
 
 def softshrink(input: Tensor, lambd: float = 0.5, *, at_kink: Any = None) -> Tensor:
@@ -352,4 +376,4 @@ def softshrink(input: Tensor, lambd: float = 0.5, *, at_kink: Any = None) -> Ten
     Clarke sets: ``[0, 1]`` at ``±lambd``. PyTorch returns 0 there. ``at_kink=λ`` returns ``1 - λ``
     at ``-lambd`` and ``λ`` at ``lambd``.
     """
-    return _apply(input, F.softshrink(input, lambd), _shrink_kinks(lambd, 0.0), at_kink)
+    return _apply("softshrink", input, F.softshrink(input, lambd), _shrink_kinks(lambd, 0.0), at_kink)

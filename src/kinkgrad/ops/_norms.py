@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from kinkgrad._autodiff import Trace, carry, needs_rule, straight_through, trace_mode, zero_tangent
+from kinkgrad._observe import active_observer, silenced
 from kinkgrad._rules import check_lambda
 from kinkgrad.ops._elementwise import abs as _abs
 from kinkgrad.ops._selection import _dims, reduce_ties
@@ -45,34 +46,45 @@ def vector_norm(
     """
     value = torch.linalg.vector_norm(x, ord, dim, keepdim, dtype=dtype)
     p = float(ord)
-    if at_kink is None or not x.is_floating_point() or not p >= 1 or x.numel() == 0:
+    watch = active_observer()
+    if (at_kink is None and watch is None) or not x.is_floating_point() or not p >= 1 or x.numel() == 0:
         return value
-    lam = check_lambda(at_kink)
+    lam = None if at_kink is None else check_lambda(at_kink)
     mode = trace_mode(x)
-    if mode is Trace.NONE:
+    if mode is Trace.NONE and watch is None:
         return value
     dims = _dims(x, dim)
     xs = x if dtype is None else x.to(dtype)
     zero = xs == 0
     if p == 1:
-        if not needs_rule(mode, zero):
-            return value
+        hit = zero.any(dims, keepdim) if dims else zero
+    elif p == math.inf:
+        top = torch.amax(xs.abs(), dims, keepdim=True)
+        hit = ((xs.abs() == top).sum(dims, keepdim) > 1) | (top == 0).reshape(value.shape)
+    else:
+        hit = zero.all(dims, keepdim) if dims else zero
+    out = value
+    if lam is not None and needs_rule(mode, hit):
+        with silenced():
+            out = _with_rule(value, xs, p, dims, keepdim, lam, hit)
+    if watch is not None:
+        watch.report("vector_norm", out, hit, None)
+    return out
+
+
+def _with_rule(
+    value: Tensor, xs: Tensor, p: float, dims: list[int], keepdim: bool, lam: float | Tensor, hit: Tensor
+) -> Tensor:
+    if p == 1:
         return straight_through(value, _abs(xs, at_kink=lam).sum(dims, keepdim))
     if p == math.inf:
         magnitude = _abs(xs, at_kink=lam)
-        top = torch.amax(magnitude, dims, keepdim=True)
-        if not needs_rule(mode, ((magnitude == top).sum(dims) > 1) | (top == 0)):
-            return value
-        return straight_through(
-            value, reduce_ties(magnitude, torch.amax(magnitude, dims, keepdim), dims, keepdim, "split")
-        )
-    at_zero = zero.all(dims, keepdim)
-    if not needs_rule(mode, at_zero):
-        return value
+        top = torch.amax(magnitude, dims, keepdim)
+        return straight_through(value, reduce_ties("vector_norm", magnitude, top, dims, keepdim, "split"))
     n = math.prod([xs.shape[d] for d in dims])
     slope = (2 * lam - 1) * n ** ((1 - p) / p)
     tangent = (slope * zero_tangent(xs)).sum(dims, keepdim)
-    return torch.where(at_zero, carry(value, tangent.to(value.dtype)), value)
+    return torch.where(hit, carry(value, tangent.to(value.dtype)), value)
 
 
 def norm(

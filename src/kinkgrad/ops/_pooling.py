@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kinkgrad._autodiff import Trace, needs_rule, trace_mode, zero_tangent
+from kinkgrad._observe import active_observer
 from kinkgrad._rules import check_tie_rule, tie_weights
 from kinkgrad.ops._selection import _finite_where, _generator
 
@@ -72,22 +73,25 @@ def _outer(valids: Sequence[Tensor]) -> Tensor:
     return mask.flatten(n)
 
 
-def _resolve(input: Tensor, value: Tensor, tables: Sequence[tuple[Tensor, Tensor]], at_kink: Any) -> Tensor:
-    if at_kink is None or not input.is_floating_point():
-        return value
-    rule = check_tie_rule(at_kink)
+def _resolve(
+    name: str, input: Tensor, value: Tensor, tables: Sequence[tuple[Tensor, Tensor]], at_kink: Any
+) -> Tensor:
+    watch = active_observer()
+    rule = None if at_kink is None else check_tie_rule(at_kink)
     mode = trace_mode(input)
-    if mode is Trace.NONE or input.numel() == 0:
+    if (mode is Trace.NONE and watch is None) or input.numel() == 0:
         return value
     index = [t for t, _ in tables]
-    valid = _outer([v for _, v in tables])
     windows = _windows(input, index)
-    tied = (windows == value.unsqueeze(-1)) & valid & torch.isfinite(windows)
-    if not needs_rule(mode, tied.sum(-1) > 1):
-        return value
-    w = tie_weights(tied, rule, input.dtype, _generator())
-    tangent = (w * _windows(zero_tangent(input), index)).sum(-1)
-    return _finite_where(value, tangent)
+    tied = (windows == value.unsqueeze(-1)) & _outer([v for _, v in tables]) & torch.isfinite(windows)
+    hit = tied.sum(-1) > 1
+    out = value
+    if rule is not None and needs_rule(mode, hit):
+        w = tie_weights(tied, rule, input.dtype, _generator())
+        out = _finite_where(value, (w * _windows(zero_tangent(input), index)).sum(-1))
+    if watch is not None:
+        watch.report(name, out, hit, None)
+    return out
 
 
 def _max_pool(
@@ -119,7 +123,7 @@ def _max_pool(
         starts = torch.arange(out, device=input.device) * s[i] - p[i]
         ends = torch.full_like(starts, lengths[i])
         tables.append(_window_table(starts, ends, k[i], lengths[i], d[i]))
-    out_value = _resolve(input, value, tables, at_kink)
+    out_value = _resolve(native.__name__, input, value, tables, at_kink)
     return (out_value, indices) if return_indices else out_value
 
 
@@ -181,7 +185,7 @@ def max_pool3d(
 def _adaptive(
     n: int, native: Any, input: Tensor, output_size: Any, return_indices: bool, at_kink: Any
 ) -> Any:
-    if at_kink is None or not input.is_floating_point():
+    if (at_kink is None and active_observer() is None) or not input.is_floating_point():
         return native(input, output_size, return_indices=return_indices)
     value, indices = native(input, output_size, return_indices=True)
     tables = []
@@ -192,7 +196,7 @@ def _adaptive(
         ends = torch.div((j + 1) * length + out - 1, out, rounding_mode="floor")
         size = max(math.ceil((jj + 1) * length / out) - (jj * length) // out for jj in range(out))
         tables.append(_window_table(starts, ends, size, length, 1))
-    out_value = _resolve(input, value, tables, at_kink)
+    out_value = _resolve(native.__name__, input, value, tables, at_kink)
     return (out_value, indices) if return_indices else out_value
 
 

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from kinkgrad._autodiff import Trace, carry, needs_rule, trace_mode, zero_tangent
+from kinkgrad._observe import active_observer
 from kinkgrad._rules import TieRule, check_tie_rule, tie_weights
 
 __all__ = ["amax", "amin", "kthvalue", "max", "median", "min", "sort", "topk"]
@@ -43,23 +44,30 @@ def _finite_where(value: Tensor, tangent: Tensor) -> Tensor:
     return torch.where(torch.isfinite(value), carry(value, tangent), value)
 
 
-def reduce_ties(input: Tensor, value: Tensor, dims: list[int], keepdim: bool, at_kink: Any) -> Tensor:
+def reduce_ties(
+    name: str, input: Tensor, value: Tensor, dims: list[int], keepdim: bool, at_kink: Any
+) -> Tensor:
     """``value`` (the selected entries of ``input`` over ``dims``) with ties resolved by ``at_kink``."""
-    if at_kink is None or not input.is_floating_point():
+    watch = active_observer()
+    if (at_kink is None and watch is None) or not input.is_floating_point():
         return value
-    rule: TieRule = check_tie_rule(at_kink)
+    rule = None if at_kink is None else check_tie_rule(at_kink)
     mode = trace_mode(input)
-    if mode is Trace.NONE or input.dim() == 0:
+    if (mode is Trace.NONE and watch is None) or input.dim() == 0:
         return value
     kept = value if keepdim else _keep(value, dims, input.dim())
     tied = (input == kept) & torch.isfinite(input)
-    if not needs_rule(mode, tied.sum(dims) > 1):
-        return value
-    rest = [d for d in range(input.dim()) if d not in dims]
-    flat = tied.permute(rest + dims).flatten(len(rest))
-    w = tie_weights(flat, rule, input.dtype, _generator())
-    tangent = (w * zero_tangent(input).permute(rest + dims).flatten(len(rest))).sum(-1)
-    return _finite_where(value, tangent.reshape(value.shape))
+    hit = tied.sum(dims, keepdim=keepdim) > 1
+    out = value
+    if rule is not None and needs_rule(mode, hit):
+        rest = [d for d in range(input.dim()) if d not in dims]
+        flat = tied.permute(rest + dims).flatten(len(rest))
+        w = tie_weights(flat, rule, input.dtype, _generator())
+        tangent = (w * zero_tangent(input).permute(rest + dims).flatten(len(rest))).sum(-1)
+        out = _finite_where(value, tangent.reshape(value.shape))
+    if watch is not None:
+        watch.report(name, out, hit, None)
+    return out
 
 
 def _keep(value: Tensor, dims: list[int], ndim: int) -> Tensor:
@@ -94,23 +102,25 @@ def max(input: Tensor, dim: Any = None, keepdim: bool = False, *, at_kink: Any =
         >>> x.grad
         tensor([0., 0., 4.])
     """
-    return _extremum(torch.max, "maximum", input, dim, keepdim, at_kink)
+    return _extremum("max", torch.max, "maximum", input, dim, keepdim, at_kink)
 
 
 def min(input: Tensor, dim: Any = None, keepdim: bool = False, *, at_kink: Any = None) -> Any:
     """``torch.min``; ties as in :func:`max`."""
-    return _extremum(torch.min, "minimum", input, dim, keepdim, at_kink)
+    return _extremum("min", torch.min, "minimum", input, dim, keepdim, at_kink)
 
 
-def _extremum(native: Any, binary: str, input: Tensor, dim: Any, keepdim: bool, at_kink: Any) -> Any:
+def _extremum(
+    name: str, native: Any, binary: str, input: Tensor, dim: Any, keepdim: bool, at_kink: Any
+) -> Any:
     as_binary = _maybe_binary(binary, input, dim, at_kink)
     if as_binary is not None:
         return as_binary
     if dim is None:
-        return reduce_ties(input, native(input), _dims(input, None), False, at_kink)
+        return reduce_ties(name, input, native(input), _dims(input, None), False, at_kink)
     result = native(input, dim, keepdim)
     values, indices = result
-    out = reduce_ties(input, values, _dims(input, dim), keepdim, at_kink)
+    out = reduce_ties(name, input, values, _dims(input, dim), keepdim, at_kink)
     return type(result)((out, indices))
 
 
@@ -118,29 +128,33 @@ def amax(
     input: Tensor, dim: int | Sequence[int] = (), keepdim: bool = False, *, at_kink: Any = None
 ) -> Tensor:
     """``torch.amax``: the maximum over ``dim`` (all dims by default). PyTorch splits ties evenly."""
-    return reduce_ties(input, torch.amax(input, _dim_arg(dim), keepdim), _dims(input, dim), keepdim, at_kink)
+    return reduce_ties(
+        "amax", input, torch.amax(input, _dim_arg(dim), keepdim), _dims(input, dim), keepdim, at_kink
+    )
 
 
 def amin(
     input: Tensor, dim: int | Sequence[int] = (), keepdim: bool = False, *, at_kink: Any = None
 ) -> Tensor:
     """``torch.amin``: the minimum over ``dim`` (all dims by default). PyTorch splits ties evenly."""
-    return reduce_ties(input, torch.amin(input, _dim_arg(dim), keepdim), _dims(input, dim), keepdim, at_kink)
+    return reduce_ties(
+        "amin", input, torch.amin(input, _dim_arg(dim), keepdim), _dims(input, dim), keepdim, at_kink
+    )
 
 
 def median(input: Tensor, dim: int | None = None, keepdim: bool = False, *, at_kink: Any = None) -> Any:
     """``torch.median`` (the lower median); ties among entries equal to the median follow ``at_kink``."""
     if dim is None:
-        return reduce_ties(input, torch.median(input), _dims(input, None), False, at_kink)
+        return reduce_ties("median", input, torch.median(input), _dims(input, None), False, at_kink)
     values, indices = torch.median(input, dim, keepdim)
-    out = reduce_ties(input, values, _dims(input, dim), keepdim, at_kink)
+    out = reduce_ties("median", input, values, _dims(input, dim), keepdim, at_kink)
     return torch.return_types.median((out, indices))
 
 
 def kthvalue(input: Tensor, k: int, dim: int = -1, keepdim: bool = False, *, at_kink: Any = None) -> Any:
     """``torch.kthvalue``: the k-th smallest along ``dim``; ties follow ``at_kink``."""
     values, indices = torch.kthvalue(input, k, dim, keepdim)
-    out = reduce_ties(input, values, _dims(input, dim), keepdim, at_kink)
+    out = reduce_ties("kthvalue", input, values, _dims(input, dim), keepdim, at_kink)
     return torch.return_types.kthvalue((out, indices))
 
 
@@ -169,12 +183,15 @@ def _ordered_tangent(input: Tensor, dim: int, descending: bool, rule: TieRule) -
     return (sums / counts.clamp_min(1)).gather(dim, group)
 
 
-def _has_ties(input: Tensor, dim: int) -> Tensor:
-    ordered = torch.sort(input, dim=dim).values
+def _neighbour_ties(input: Tensor, dim: int, descending: bool) -> Tensor:
+    """For each position of the sorted ``input``: does its value equal a neighbour's (a tie)?"""
+    ordered = torch.sort(input, dim=dim, descending=descending).values
     n = ordered.shape[dim]
-    return (ordered.narrow(dim, 1, n - 1) == ordered.narrow(dim, 0, n - 1)) & torch.isfinite(
+    same = (ordered.narrow(dim, 1, n - 1) == ordered.narrow(dim, 0, n - 1)) & torch.isfinite(
         ordered.narrow(dim, 1, n - 1)
     )
+    edge = torch.zeros_like(ordered.narrow(dim, 0, 1), dtype=torch.bool)
+    return torch.cat([edge, same], dim) | torch.cat([same, edge], dim)
 
 
 def sort(
@@ -189,8 +206,10 @@ def sort(
     set averages over the matchings); PyTorch uses the order of its returned indices.
     ``"first"``/``"last"`` match in (reverse) index order, ``"split"`` averages over the group."""
     values, indices = torch.sort(input, dim=dim, descending=descending, stable=bool(stable))
-    out = _sorted_ties(input, values, dim, descending, at_kink, values.shape[dim] if input.dim() else 1)
-    return torch.return_types.sort((out, indices))
+    n = values.shape[dim] if input.dim() else 1
+    return torch.return_types.sort(
+        (_sorted_ties("sort", input, values, dim, descending, at_kink, n), indices)
+    )
 
 
 def topk(
@@ -199,21 +218,42 @@ def topk(
     """``torch.topk``. A tie at the boundary (the k-th value also outside the top k) or inside the top
     k is resolved by ``at_kink``: ``"split"`` spreads each selected position over every equal entry."""
     values, indices = torch.topk(input, k, dim, largest, sorted)
-    if not sorted and at_kink is not None and input.dim() > 0:
-        ordered, order = torch.sort(values, dim=dim, descending=largest, stable=True)
-        out_sorted = _sorted_ties(input, ordered, dim, largest, at_kink, k)
-        out = torch.empty_like(out_sorted).scatter(dim, order, out_sorted)
-        return torch.return_types.topk((out, indices))
-    out = _sorted_ties(input, values, dim, largest, at_kink, k)
-    return torch.return_types.topk((out, indices))
+    if sorted or input.dim() == 0 or (at_kink is None and active_observer() is None):
+        return torch.return_types.topk(
+            (_sorted_ties("topk", input, values, dim, largest, at_kink, k), indices)
+        )
+    ordered, order = torch.sort(values, dim=dim, descending=largest, stable=True)
+    out_sorted = _sorted_ties("topk", input, ordered, dim, largest, at_kink, k, order)
+    return torch.return_types.topk((torch.empty_like(out_sorted).scatter(dim, order, out_sorted), indices))
 
 
-def _sorted_ties(input: Tensor, values: Tensor, dim: int, descending: bool, at_kink: Any, k: int) -> Tensor:
-    if at_kink is None or not input.is_floating_point() or input.dim() == 0 or input.shape[dim] < 2:
+def _sorted_ties(
+    name: str,
+    input: Tensor,
+    values: Tensor,
+    dim: int,
+    descending: bool,
+    at_kink: Any,
+    k: int,
+    order: Tensor | None = None,
+) -> Tensor:
+    """The first ``k`` sorted values with ties resolved by ``at_kink``; ``order`` (if given) is the
+    permutation that PyTorch's own output order applies to them (``topk(sorted=False)``)."""
+    watch = active_observer()
+    if (at_kink is None and watch is None) or not input.is_floating_point():
         return values
-    rule = check_tie_rule(at_kink)
+    if input.dim() == 0 or input.shape[dim] < 2:
+        return values
+    rule = None if at_kink is None else check_tie_rule(at_kink)
     mode = trace_mode(input)
-    if mode is Trace.NONE or not needs_rule(mode, _has_ties(input, dim)):
+    if mode is Trace.NONE and watch is None:
         return values
-    tangent = _ordered_tangent(input, dim, descending, rule).narrow(dim, 0, k)
-    return _finite_where(values, tangent)
+    hit = _neighbour_ties(input, dim, descending).narrow(dim, 0, k)
+    out = values
+    if rule is not None and needs_rule(mode, hit):
+        tangent = _ordered_tangent(input, dim, descending, rule).narrow(dim, 0, k)
+        out = _finite_where(values, tangent)
+    if watch is not None:
+        placed = hit if order is None else torch.empty_like(hit).scatter(dim, order, hit)
+        watch.report(name, out, placed, None)
+    return out
