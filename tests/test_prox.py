@@ -402,6 +402,10 @@ def test_prox_is_differentiable_away_from_kinks() -> None:
         (lambda: P.L2Ball(-1.0), r"L2Ball: radius must be a finite number >= 0, got radius=-1\.0"),
         (lambda: P.Box(1.0, 0.0), r"Box: lo must be <= hi everywhere, got lo=1\.0, hi=0\.0"),
         (lambda: P.Box(math.nan, 0.0), r"Box: lo must be a number"),
+        (
+            lambda: P.Box(torch.zeros(2), torch.ones(3)),
+            r"Box: lo and hi must broadcast together, got shapes \(2,\)",
+        ),
         (lambda: P.GroupL1(1.0, dim=(0, 0)), r"GroupL1: dim must not repeat a dimension"),
         (lambda: P.GroupL1(1.0, dim="rows"), r"GroupL1: dim must be None, an int or a tuple of ints"),  # type: ignore[arg-type]
     ],

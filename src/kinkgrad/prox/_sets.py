@@ -93,7 +93,13 @@ class Box(Projection):
 
     def __post_init__(self) -> None:
         lo, hi = _check_bound("lo", self.lo), _check_bound("hi", self.hi)
-        ok = bool(torch.all(torch.as_tensor(lo) <= torch.as_tensor(hi)))
+        try:
+            ok = bool(torch.all(torch.as_tensor(lo) <= torch.as_tensor(hi)))
+        except RuntimeError:
+            raise ValueError(
+                f"Box: lo and hi must broadcast together, got shapes {tuple(torch.as_tensor(lo).shape)} "
+                f"and {tuple(torch.as_tensor(hi).shape)}"
+            ) from None
         if not ok:
             raise ValueError(f"Box: lo must be <= hi everywhere, got lo={lo!r}, hi={hi!r}")
         object.__setattr__(self, "lo", lo)
