@@ -22,11 +22,13 @@ SAFE_GLOBALS: list[Any] = [P.L1, P.L0, P.ElasticNet, P.GroupL1, P.NonNegative, P
 
 @dataclass(frozen=True)
 class OptimCase:
-    """An optimizer class with one configuration."""
+    """An optimizer class with one configuration and what the shared tests may expect of it."""
 
     id: str
     cls: type[Optimizer]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    stateful: bool = True  # every stepped parameter gets a state entry
+    couples_groups: bool = False  # a group's step depends on the other groups (Polyak's |g| is global)
 
     def make(self, params: list[Tensor], **overrides: Any) -> Optimizer:
         return self.cls(params, **{**self.kwargs, **overrides})
@@ -53,9 +55,10 @@ CASES = [
         "subgradient-polyak-ball",
         Subgradient,
         {"lr": 1.0, "schedule": "polyak", "f_min": 0.0, "projection": P.L2Ball(2.0, dim=0)},
+        couples_groups=True,
     ),
-    OptimCase("proxsgd-none", ProxSGD, {"lr": 0.05}),
-    OptimCase("proxsgd-l1", ProxSGD, {"lr": 0.05, "prox": P.L1(0.1)}),
+    OptimCase("proxsgd-none", ProxSGD, {"lr": 0.05}, stateful=False),
+    OptimCase("proxsgd-l1", ProxSGD, {"lr": 0.05, "prox": P.L1(0.1)}, stateful=False),
     OptimCase("proxsgd-momentum-group", ProxSGD, {"lr": 0.05, "momentum": 0.9, "prox": P.GroupL1(0.1)}),
     OptimCase(
         "proxsgd-nesterov-elastic",
@@ -65,7 +68,7 @@ CASES = [
     OptimCase(
         "proxsgd-dampening-l0", ProxSGD, {"lr": 0.05, "momentum": 0.9, "dampening": 0.5, "prox": P.L0(1e-3)}
     ),
-    OptimCase("proxsgd-nonneg", ProxSGD, {"lr": 0.05, "prox": P.NonNegative()}),
+    OptimCase("proxsgd-nonneg", ProxSGD, {"lr": 0.05, "prox": P.NonNegative()}, stateful=False),
     OptimCase("proxadam-none", ProxAdam, {"lr": 0.01}),
     OptimCase("proxadam-l1", ProxAdam, {"lr": 0.01, "prox": P.L1(0.05)}),
     OptimCase("proxadam-group", ProxAdam, {"lr": 0.01, "betas": (0.8, 0.99), "prox": P.GroupL1(0.05, dim=0)}),

@@ -22,7 +22,7 @@ from optim_cases import (
     make_problem,
 )
 
-from kinkgrad.optim import ProxSGD, Subgradient, _prox_adam, _prox_sgd, _rules, _schedules, _subgradient
+from kinkgrad.optim import Subgradient, _prox_adam, _prox_sgd, _rules, _schedules, _subgradient
 
 
 def run(
@@ -100,8 +100,7 @@ def test_defaults_param_groups_and_state(case: OptimCase) -> None:
         else:
             assert opt.defaults[key] == value and opt.param_groups[0][key] == value
     assert set(opt.param_groups[0]) == set(opt.defaults) | {"params"}
-    stateful = case.cls is not ProxSGD or case.kwargs.get("momentum", 0.0) > 0
-    assert all((p in opt.state) == stateful for p in params)
+    assert all((p in opt.state) == case.stateful for p in params)
     assert case.cls.__name__ in repr(opt)
 
 
@@ -120,8 +119,8 @@ def test_params_without_grad_are_left_alone_and_closure_loss_is_returned(case: O
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_param_groups_take_their_own_lr(case: OptimCase) -> None:
     """Two groups, the second with half the lr, against two separate optimizers (Polyak couples groups)."""
-    if case.kwargs.get("schedule") == "polyak":
-        pytest.skip("Polyak steps use the gradient norm of all groups together")
+    if case.couples_groups:
+        pytest.skip("this configuration's steps depend on all groups together")
     params, loss_fn = make_problem()
     opt = case.cls(
         [{"params": params[:2]}, {"params": params[2:], "lr": case.kwargs["lr"] / 2}], **case.kwargs
