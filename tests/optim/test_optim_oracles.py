@@ -243,6 +243,18 @@ def test_polyak_step_is_the_formula_and_fejer_monotone() -> None:
     assert opt.best_loss is not None and opt.best_loss < 1e-8
 
 
+def test_polyak_uses_one_gradient_norm_across_groups() -> None:
+    ours, loss_ours = make_problem()
+    ref, loss_ref = make_problem()
+    split = Subgradient([{"params": ours[:1]}, {"params": ours[1:]}], lr=1.0, schedule="polyak", f_min=0.0)
+    whole = Subgradient(ref, lr=1.0, schedule="polyak", f_min=0.0)
+    for _ in range(4):
+        split.step(closure_for(split, loss_ours))
+        whole.step(closure_for(whole, loss_ref))
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_polyak_uses_f_min() -> None:
     """An f_min below f* makes the steps too long: Polyak with the true f* is far more accurate."""
     c = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
