@@ -14,8 +14,17 @@ Example:
 
 __version__ = "0.1.0"
 
-from kinkgrad import nn, ops
+from kinkgrad import nn, ops, optim, prox
 from kinkgrad._atlas import AtlasRow, atlas
+from kinkgrad._certified import (
+    ADCheck,
+    KinkSite,
+    UnsupportedKinkError,
+    check_ad,
+    check_ad_backward,
+    clarke_backward,
+    clarke_grad,
+)
 from kinkgrad._patch import PatchHandle, patch
 from kinkgrad._policy import kink_policy
 from kinkgrad._registry import OPS as registry
@@ -23,14 +32,23 @@ from kinkgrad._rules import TIE_RULES, KinkWarning
 
 __all__ = [
     "TIE_RULES",
+    "ADCheck",
     "AtlasRow",
+    "KinkSite",
     "KinkWarning",
     "PatchHandle",
+    "UnsupportedKinkError",
     "__version__",
     "atlas",
+    "check_ad",
+    "check_ad_backward",
+    "clarke_backward",
+    "clarke_grad",
     "kink_policy",
     "nn",
     "ops",
+    "optim",
     "patch",
+    "prox",
     "registry",
 ]

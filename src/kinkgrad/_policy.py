@@ -185,8 +185,32 @@ class _PolicyMode(TorchFunctionMode):
         kwargs = kwargs or {}
         route = ROUTES.get(func)
         if route is None or "out" in kwargs:
+            if getattr(self.policy, "strict", False):
+                _refuse_unsupported(func, args, kwargs)
             return func(*args, **kwargs)
         choice = None if self.policy is None else self.policy.choice(*route.names(args, kwargs))
         if choice is None and active_observer() is None:
             return func(*args, **kwargs)
         return route.call(choice, args, kwargs)
+
+
+def _refuse_unsupported(func: Any, args: Any, kwargs: Any) -> None:
+    """Under certification, a nonsmooth op without a kink rule on a differentiated tensor raises."""
+    from kinkgrad._registry import UNSUPPORTED
+
+    custom = isinstance(func, torch._ops.OpOverload | torch._ops.OpOverloadPacket) and func.namespace not in (
+        "aten",
+        "prim",
+        "prims",
+    )
+    if not custom and func not in UNSUPPORTED:
+        return
+    tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+    if any(t.requires_grad or torch.autograd.forward_ad.unpack_dual(t).tangent is not None for t in tensors):
+        from kinkgrad._certified import UnsupportedKinkError
+
+        name = getattr(func, "__name__", None) or str(func)
+        raise UnsupportedKinkError(
+            f"{name} is nonsmooth and has no kink rule in kinkgrad, so the gradient through it cannot be "
+            "certified; detach its input if it should not be differentiated"
+        )

@@ -481,3 +481,15 @@ _route(
 
 ROUTES: dict[Any, Route] = dict(_ROUTE_TABLE)
 """PyTorch entry point → route (a policy's dispatch table)."""
+
+
+UNSUPPORTED: frozenset[Any] = frozenset(
+    [
+        *(getattr(torch, n) for n in ("round", "floor", "ceil", "trunc", "fix", "sign", "sgn", "heaviside")),
+        *(getattr(torch, n) for n in ("frac", "fmod", "remainder", "floor_divide", "bucketize")),
+        *(getattr(T, n) for n in ("round", "floor", "ceil", "trunc", "fix", "sign", "sgn", "heaviside")),
+        *(getattr(T, n) for n in ("frac", "fmod", "remainder", "floor_divide", "__mod__", "__floordiv__")),
+        torch.nn.functional.gumbel_softmax,
+    ]
+)
+"""Nonsmooth PyTorch functions with no kink rule: certification raises ``UnsupportedKinkError`` there."""

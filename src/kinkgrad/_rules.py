@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import abc
 import math
 import numbers
 import warnings
@@ -24,12 +25,40 @@ TIE_RULES: tuple[str, ...] = ("first", "last", "split", "random")
 Lambda: TypeAlias = "float | Tensor"
 
 
+class Chooser(abc.ABC):
+    """A choice made per element from the op's inputs (certified gradients decide by tangents).
+
+    Passed as ``at_kink`` in place of a number or a tie rule; ops call it where a kink or tie is hit
+    (and, under a transform, on every call), always in the same order for the same program.
+    """
+
+    @abc.abstractmethod
+    def lambdas(self, op: str, argument: Tensor, mask: Tensor) -> Tensor | None:
+        """``λ`` per element of ``mask`` (1: the side where the kink's ``argument`` increases), or
+        ``None`` to keep PyTorch's derivative."""
+
+    @abc.abstractmethod
+    def weights(self, op: str, tied: Tensor, candidates: Tensor, rank: Tensor | None) -> Tensor | None:
+        """Weights over the last dim of ``tied`` for the winner along the last dim of ``candidates``: the
+        largest one, or (``rank`` given) the ``rank``-th smallest among the tied; ``None``: PyTorch's."""
+
+    @abc.abstractmethod
+    def order(self, op: str, input: Tensor, dim: int, descending: bool) -> Tensor | None:
+        """The permutation that sorts ``input`` along ``dim`` with ties broken by the chooser."""
+
+    @abc.abstractmethod
+    def direction(self, op: str, input: Tensor) -> Tensor | None:
+        """The direction from which a point kink (a norm at 0) is approached, shaped like ``input``."""
+
+
 class KinkWarning(UserWarning):
     """A kink choice outside the Clarke subdifferential was requested (allowed, but warned once)."""
 
 
 def check_lambda(at_kink: object, arg: str = "at_kink") -> float | Tensor:
     """Validate an elementwise kink choice ``λ``; return it as a float or floating tensor."""
+    if isinstance(at_kink, Chooser):
+        return at_kink  # type: ignore[return-value]
     if isinstance(at_kink, Tensor):
         if not at_kink.is_floating_point():
             raise TypeError(f"{arg} must be a float or a floating-point tensor, got a {at_kink.dtype} tensor")
@@ -68,6 +97,8 @@ def _warn_outside(arg: str, what: str) -> None:
 
 def check_tie_rule(rule: object, arg: str = "at_kink") -> TieRule:
     """Validate a tie rule."""
+    if isinstance(rule, Chooser):
+        return rule  # type: ignore[return-value]
     if not isinstance(rule, str) or rule not in TIE_RULES:
         raise ValueError(f"{arg} must be one of {', '.join(map(repr, TIE_RULES))} for ties, got {rule!r}")
     return rule  # type: ignore[return-value]

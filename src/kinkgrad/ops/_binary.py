@@ -19,7 +19,7 @@ from torch import Tensor
 
 from kinkgrad._autodiff import Trace, at_kinks, needs_rule, trace_mode
 from kinkgrad._observe import active_observer
-from kinkgrad._rules import check_lambda
+from kinkgrad._rules import Chooser, check_lambda
 
 __all__ = ["fmax", "fmin", "maximum", "minimum"]
 
@@ -35,6 +35,8 @@ def _tie(native: Any, input: Tensor, other: Tensor, at_kink: Any, upper: bool) -
         return value
     tie = (input == other) & torch.isfinite(input)
     out = value
+    if isinstance(lam, Chooser) and needs_rule(mode, tie):
+        lam = lam.lambdas(native.__name__, input - other, tie)
     if lam is not None and needs_rule(mode, tie):
         w_input, w_other = (lam, 1.0 - lam) if upper else (1.0 - lam, lam)
         tangent = w_input * (input - input.detach()) + w_other * (other - other.detach())

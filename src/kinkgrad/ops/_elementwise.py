@@ -19,7 +19,7 @@ from torch import Tensor
 
 from kinkgrad._autodiff import Trace, at_kinks, needs_rule, straight_through, trace_mode
 from kinkgrad._observe import active_observer, silenced
-from kinkgrad._rules import check_lambda
+from kinkgrad._rules import Chooser, check_lambda
 
 __all__ = [
     "abs",
@@ -70,6 +70,8 @@ def _apply(name: str, x: Tensor, value: Tensor, kinks: Sequence[Kink], at_kink: 
     for m in masks[1:]:
         mask = mask | m
     out = value
+    if isinstance(lam, Chooser) and needs_rule(mode, mask):
+        lam = lam.lambdas(name, x, mask)
     if lam is not None and needs_rule(mode, mask):
         slope: float | Tensor = _slope(kinks[-1], lam, x)
         for k, m in zip(kinks[-2::-1], masks[-2::-1]):

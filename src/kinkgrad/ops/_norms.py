@@ -20,7 +20,7 @@ from torch import Tensor
 
 from kinkgrad._autodiff import Trace, carry, needs_rule, straight_through, trace_mode, zero_tangent
 from kinkgrad._observe import active_observer, silenced
-from kinkgrad._rules import check_lambda
+from kinkgrad._rules import Chooser, check_lambda
 from kinkgrad.ops._elementwise import abs as _abs
 from kinkgrad.ops._selection import _dims, reduce_ties
 
@@ -73,14 +73,24 @@ def vector_norm(
 
 
 def _with_rule(
-    value: Tensor, xs: Tensor, p: float, dims: list[int], keepdim: bool, lam: float | Tensor, hit: Tensor
+    value: Tensor, xs: Tensor, p: float, dims: list[int], keepdim: bool, lam: Any, hit: Tensor
 ) -> Tensor:
     if p == 1:
         return straight_through(value, _abs(xs, at_kink=lam).sum(dims, keepdim))
     if p == math.inf:
         magnitude = _abs(xs, at_kink=lam)
         top = torch.amax(magnitude, dims, keepdim)
-        return straight_through(value, reduce_ties("vector_norm", magnitude, top, dims, keepdim, "split"))
+        ties = lam if isinstance(lam, Chooser) else "split"
+        return straight_through(value, reduce_ties("vector_norm", magnitude, top, dims, keepdim, ties))
+    if isinstance(lam, Chooser):  # approached along u: the gradient of the norm at u
+        u = lam.direction("vector_norm", xs)
+        if u is None:
+            return value
+        scale = torch.linalg.vector_norm(u, p, dims, keepdim=True)
+        safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+        slope_t = torch.where(scale > 0, u.sign() * (u.abs() / safe) ** (p - 1), torch.zeros_like(u))
+        tangent = (slope_t * zero_tangent(xs)).sum(dims, keepdim)
+        return torch.where(hit, carry(value, tangent.to(value.dtype)), value)
     n = math.prod([xs.shape[d] for d in dims])
     slope = (2 * lam - 1) * n ** ((1 - p) / p)
     tangent = (slope * zero_tangent(xs)).sum(dims, keepdim)

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from kinkgrad._autodiff import Trace, needs_rule, trace_mode, zero_tangent
 from kinkgrad._observe import active_observer
-from kinkgrad._rules import check_tie_rule, tie_weights
+from kinkgrad._rules import Chooser, check_tie_rule, tie_weights
 from kinkgrad.ops._selection import _finite_where, _generator
 
 __all__ = [
@@ -87,8 +87,12 @@ def _resolve(
     hit = tied.sum(-1) > 1
     out = value
     if rule is not None and needs_rule(mode, hit):
-        w = tie_weights(tied, rule, input.dtype, _generator())
-        out = _finite_where(value, (w * _windows(zero_tangent(input), index)).sum(-1))
+        if isinstance(rule, Chooser):
+            w = rule.weights(name, tied, windows, None)
+        else:
+            w = tie_weights(tied, rule, input.dtype, _generator())
+        if w is not None:
+            out = _finite_where(value, (w * _windows(zero_tangent(input), index)).sum(-1))
     if watch is not None:
         watch.report(name, out, hit, None)
     return out

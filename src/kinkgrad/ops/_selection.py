@@ -18,7 +18,7 @@ from torch import Tensor
 
 from kinkgrad._autodiff import Trace, carry, needs_rule, trace_mode, zero_tangent
 from kinkgrad._observe import active_observer
-from kinkgrad._rules import TieRule, check_tie_rule, tie_weights
+from kinkgrad._rules import Chooser, check_tie_rule, tie_weights
 
 __all__ = ["amax", "amin", "kthvalue", "max", "median", "min", "sort", "topk"]
 
@@ -45,9 +45,16 @@ def _finite_where(value: Tensor, tangent: Tensor) -> Tensor:
 
 
 def reduce_ties(
-    name: str, input: Tensor, value: Tensor, dims: list[int], keepdim: bool, at_kink: Any
+    name: str,
+    input: Tensor,
+    value: Tensor,
+    dims: list[int],
+    keepdim: bool,
+    at_kink: Any,
+    select: str | int = "max",
 ) -> Tensor:
-    """``value`` (the selected entries of ``input`` over ``dims``) with ties resolved by ``at_kink``."""
+    """``value`` (the entries of ``input`` selected over ``dims``: the ``"max"``, the ``"min"``, or the
+    order statistic of that 0-based index) with ties resolved by ``at_kink``."""
     watch = active_observer()
     if (at_kink is None and watch is None) or not input.is_floating_point():
         return value
@@ -62,9 +69,18 @@ def reduce_ties(
     if rule is not None and needs_rule(mode, hit):
         rest = [d for d in range(input.dim()) if d not in dims]
         flat = tied.permute(rest + dims).flatten(len(rest))
-        w = tie_weights(flat, rule, input.dtype, _generator())
-        tangent = (w * zero_tangent(input).permute(rest + dims).flatten(len(rest))).sum(-1)
-        out = _finite_where(value, tangent.reshape(value.shape))
+        if isinstance(rule, Chooser):
+            candidates = input.permute(rest + dims).flatten(len(rest))
+            rank = None
+            if isinstance(select, int):
+                below = (input < kept).sum(dims, keepdim=True).permute(rest + dims).flatten(len(rest))
+                rank = select - below[..., 0]
+            w = rule.weights(name, flat, -candidates if select == "min" else candidates, rank)
+        else:
+            w = tie_weights(flat, rule, input.dtype, _generator())
+        if w is not None:
+            tangent = (w * zero_tangent(input).permute(rest + dims).flatten(len(rest))).sum(-1)
+            out = _finite_where(value, tangent.reshape(value.shape))
     if watch is not None:
         watch.report(name, out, hit, None)
     return out
@@ -117,10 +133,10 @@ def _extremum(
     if as_binary is not None:
         return as_binary
     if dim is None:
-        return reduce_ties(name, input, native(input), _dims(input, None), False, at_kink)
+        return reduce_ties(name, input, native(input), _dims(input, None), False, at_kink, name)
     result = native(input, dim, keepdim)
     values, indices = result
-    out = reduce_ties(name, input, values, _dims(input, dim), keepdim, at_kink)
+    out = reduce_ties(name, input, values, _dims(input, dim), keepdim, at_kink, name)
     return type(result)((out, indices))
 
 
@@ -138,29 +154,35 @@ def amin(
 ) -> Tensor:
     """``torch.amin``: the minimum over ``dim`` (all dims by default). PyTorch splits ties evenly."""
     return reduce_ties(
-        "amin", input, torch.amin(input, _dim_arg(dim), keepdim), _dims(input, dim), keepdim, at_kink
+        "amin", input, torch.amin(input, _dim_arg(dim), keepdim), _dims(input, dim), keepdim, at_kink, "min"
     )
 
 
 def median(input: Tensor, dim: int | None = None, keepdim: bool = False, *, at_kink: Any = None) -> Any:
     """``torch.median`` (the lower median); ties among entries equal to the median follow ``at_kink``."""
     if dim is None:
-        return reduce_ties("median", input, torch.median(input), _dims(input, None), False, at_kink)
+        rank = (input.numel() - 1) // 2
+        return reduce_ties("median", input, torch.median(input), _dims(input, None), False, at_kink, rank)
     values, indices = torch.median(input, dim, keepdim)
-    out = reduce_ties("median", input, values, _dims(input, dim), keepdim, at_kink)
+    rank = (input.shape[dim] - 1) // 2 if input.dim() else 0
+    out = reduce_ties("median", input, values, _dims(input, dim), keepdim, at_kink, rank)
     return torch.return_types.median((out, indices))
 
 
 def kthvalue(input: Tensor, k: int, dim: int = -1, keepdim: bool = False, *, at_kink: Any = None) -> Any:
     """``torch.kthvalue``: the k-th smallest along ``dim``; ties follow ``at_kink``."""
     values, indices = torch.kthvalue(input, k, dim, keepdim)
-    out = reduce_ties("kthvalue", input, values, _dims(input, dim), keepdim, at_kink)
+    out = reduce_ties("kthvalue", input, values, _dims(input, dim), keepdim, at_kink, k - 1)
     return torch.return_types.kthvalue((out, indices))
 
 
-def _ordered_tangent(input: Tensor, dim: int, descending: bool, rule: TieRule) -> Tensor:
+def _ordered_tangent(name: str, input: Tensor, dim: int, descending: bool, rule: Any) -> Tensor:
     """Tangents of the sorted values along ``dim``, equal values matched to entries by ``rule``."""
-    if rule == "last":
+    if isinstance(rule, Chooser):
+        perm = rule.order(name, input, dim, descending)
+        if perm is None:
+            perm = torch.sort(input, dim=dim, descending=descending, stable=True).indices
+    elif rule == "last":
         n = input.shape[dim]
         perm = (n - 1) - torch.sort(input.flip(dim), dim=dim, descending=descending, stable=True).indices
     elif rule == "random":
@@ -251,7 +273,7 @@ def _sorted_ties(
     hit = _neighbour_ties(input, dim, descending).narrow(dim, 0, k)
     out = values
     if rule is not None and needs_rule(mode, hit):
-        tangent = _ordered_tangent(input, dim, descending, rule).narrow(dim, 0, k)
+        tangent = _ordered_tangent(name, input, dim, descending, rule).narrow(dim, 0, k)
         out = _finite_where(values, tangent)
     if watch is not None:
         placed = hit if order is None else torch.empty_like(hit).scatter(dim, order, hit)
