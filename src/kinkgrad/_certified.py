@@ -321,6 +321,37 @@ def _param_list(params: nn.Module | Iterable[Tensor]) -> tuple[nn.Module | None,
 _TIES_SEEN: dict[tuple[int, ...], bool] = {}
 
 
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _any_rank(flag: bool) -> bool:
+    """``flag`` on any data-parallel rank: every rank then runs the same passes (collectives match)."""
+    if not _distributed():
+        return flag
+    t = torch.tensor([float(flag)])
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _check_same_direction(direction: Iterator[tuple[Tensor, ...]]) -> Iterator[tuple[Tensor, ...]]:
+    """Under torch.distributed, every rank must use the same directions: compare a checksum of each."""
+    for d in direction:
+        if _distributed():
+            checksum = torch.stack(
+                [t.double().sum().cpu() + t.double().flatten()[:1].sum().cpu() for t in d]
+            ).sum()
+            low, high = checksum.clone().view(1), checksum.clone().view(1)
+            torch.distributed.all_reduce(low, op=torch.distributed.ReduceOp.MIN)
+            torch.distributed.all_reduce(high, op=torch.distributed.ReduceOp.MAX)
+            if bool(low != high):
+                raise ValueError(
+                    "the certified-gradient direction differs across data-parallel ranks: pass the same "
+                    "seed (or the same direction) on every rank"
+                )
+        yield d
+
+
 @dataclass
 class _Outcome:
     loss: Tensor
@@ -341,7 +372,7 @@ def _certify(
         detector = _Detector()
         with _Strict(detector):
             loss = run()
-        if not detector.sites:
+        if not _any_rank(bool(detector.sites)):
             return _Outcome(loss, (), 0)
         snapshot.restore()
     certifier = _Certifier()
@@ -352,7 +383,7 @@ def _certify(
         with dual(d), _Strict(certifier):
             loss = run()
         _TIES_SEEN[key] = bool(certifier.sites)
-        if certifier.unresolved == 0:
+        if not _any_rank(certifier.unresolved > 0):
             break
     return _Outcome(loss, tuple(certifier.sites), certifier.unresolved)
 
@@ -393,7 +424,7 @@ def clarke_backward(
     outcome = _certify(
         lambda: _scalar(closure(), "closure"),
         plist,
-        _directions(plist, direction, seed, "params"),
+        _check_same_direction(_directions(plist, direction, seed, "params")),
         snapshot,
         tuple(id(p) for p in plist),
         lambda d: _tangents_on(plist, d),

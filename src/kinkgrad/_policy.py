@@ -198,11 +198,10 @@ def _refuse_unsupported(func: Any, args: Any, kwargs: Any) -> None:
     """Under certification, a nonsmooth op without a kink rule on a differentiated tensor raises."""
     from kinkgrad._registry import UNSUPPORTED
 
-    custom = isinstance(func, torch._ops.OpOverload | torch._ops.OpOverloadPacket) and func.namespace not in (
-        "aten",
-        "prim",
-        "prims",
-    )
+    custom = False
+    if isinstance(func, torch._ops.OpOverload | torch._ops.OpOverloadPacket):
+        namespace = getattr(func, "_qualified_op_name", "aten::").split("::")[0]
+        custom = namespace not in ("aten", "prim", "prims", "profiler", "c10d", "_c10d_functional")
     if not custom and func not in UNSUPPORTED:
         return
     tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
