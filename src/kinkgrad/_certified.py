@@ -9,13 +9,14 @@ by their tangents). Reverse mode then runs through the chosen branches. The resu
 the smooth piece of ``f`` that is active along the ray, an element of the Bouligand subdifferential
 ``∂_B f ⊆ ∂_C f``.
 
-**Lexicographic directions.** If a tangent also ties (e.g. ``d`` does not move the op's input), the
-next direction decides, lexicographically. Directions: the one given by the caller (if any), then up
-to :data:`MAX_DIRECTIONS` seeded Gaussian directions over all differentiated tensors. A tie that no
-direction resolves is counted in ``unresolved`` (see :func:`check_ad`): its input's derivative is zero
-along every direction tried, and for Gaussian directions that means, with probability one, that the
-active pieces at that tie have the same gradient with respect to the op's input's *upstream* — its
-branch cannot change the first-order result.
+**Lexicographic directions.** If a tangent also ties (the direction does not move the op's input
+off the tie), the next direction decides, lexicographically. The directions are: the caller's (if
+any), then one Gaussian direction over all differentiated tensors, drawn from ``seed`` (documented
+in :func:`_directions`). One Gaussian direction is the limit, and enough: a tie it leaves (tied
+candidates with equal tangents, or an elementwise kink with zero tangent) has, with probability one,
+candidates with *equal gradients* (a nonzero gradient difference is orthogonal to a Gaussian vector
+with probability zero), so its branch cannot change the first-order result. Such ties are counted in
+``ADCheck.unresolved`` only when the caller's direction left them and no Gaussian pass followed.
 
 **Cost.** An eager pass first checks for kinks (one comparison per element, as a policy does); with
 no kink hit, the gradient is plain backprop's (f is differentiable there), so a batch with no tie
@@ -41,10 +42,6 @@ from torch import Tensor, nn
 
 from kinkgrad._policy import kink_policy
 from kinkgrad._rules import Chooser
-
-MAX_DIRECTIONS = 4
-"""Seeded random directions tried after the caller's (lexicographic fallback)."""
-
 
 class UnsupportedKinkError(RuntimeError):
     """A nonsmooth op that kinkgrad cannot certify was reached by the differentiated computation."""
@@ -208,10 +205,9 @@ class _Certifier(Chooser):
 class _Strict(kink_policy):
     """The policy of a certified pass: every op decides with ``chooser``; unsupported kinks raise."""
 
-    strict = True
-
     def __init__(self, chooser: Chooser) -> None:
         super().__init__(default=chooser, ties=chooser)  # type: ignore[arg-type]
+        self.strict = True
 
 
 # ---- the driver -------------------------------------------------------------------------------------
@@ -239,25 +235,20 @@ class _Snapshot:
 
 def _directions(
     tensors: Sequence[Tensor], direction: Any, seed: int | None, arg: str
-) -> Iterator[tuple[Tensor, ...]]:
-    """The caller's direction (checked now), then seeded Gaussian ones: for each, one float64
+) -> Iterator[tuple[tuple[Tensor, ...], bool]]:
+    """The caller's direction (checked now), then seeded Gaussian ones (flagged generic): for each, one float64
     ``randn`` per tensor, in order, from ``torch.Generator().manual_seed(seed or 0)``, cast to the
     tensor's dtype and device."""
     given = None if direction is None else _check_direction(tensors, direction, arg)
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise TypeError(f"seed must be an int or None, got {seed!r}")
 
-    def generate() -> Iterator[tuple[Tensor, ...]]:
+    def generate() -> Iterator[tuple[tuple[Tensor, ...], bool]]:
         if given is not None:
-            yield given
+            yield given, False
         generator = torch.Generator().manual_seed(0 if seed is None else seed)
-        for _ in range(MAX_DIRECTIONS):
-            yield tuple(
-                torch.randn(t.shape, generator=generator, dtype=torch.float64).to(
-                    dtype=t.dtype, device=t.device
-                )
-                for t in tensors
-            )
+        gaussian = [torch.randn(t.shape, generator=generator, dtype=torch.float64) for t in tensors]
+        yield tuple(g.to(dtype=t.dtype, device=t.device) for g, t in zip(gaussian, tensors)), True
 
     return generate()
 
@@ -334,9 +325,11 @@ def _any_rank(flag: bool) -> bool:
     return bool(t.item())
 
 
-def _check_same_direction(direction: Iterator[tuple[Tensor, ...]]) -> Iterator[tuple[Tensor, ...]]:
+def _check_same_direction(
+    directions: Iterator[tuple[tuple[Tensor, ...], bool]],
+) -> Iterator[tuple[tuple[Tensor, ...], bool]]:
     """Under torch.distributed, every rank must use the same directions: compare a checksum of each."""
-    for d in direction:
+    for d, generic in directions:
         if _distributed():
             checksum = torch.stack(
                 [t.double().sum().cpu() + t.double().flatten()[:1].sum().cpu() for t in d]
@@ -349,7 +342,7 @@ def _check_same_direction(direction: Iterator[tuple[Tensor, ...]]) -> Iterator[t
                     "the certified-gradient direction differs across data-parallel ranks: pass the same "
                     "seed (or the same direction) on every rank"
                 )
-        yield d
+        yield d, generic
 
 
 @dataclass
@@ -362,7 +355,7 @@ class _Outcome:
 def _certify(
     run: Callable[[], Tensor],
     tensors: Sequence[Tensor],
-    directions: Iterator[tuple[Tensor, ...]],
+    directions: Iterator[tuple[tuple[Tensor, ...], bool]],
     snapshot: _Snapshot,
     key: tuple[int, ...],
     dual: Callable[[Sequence[Tensor]], Any],
@@ -376,14 +369,16 @@ def _certify(
             return _Outcome(loss, (), 0)
         snapshot.restore()
     certifier = _Certifier()
-    for k, d in enumerate(directions):
+    for k, (d, generic) in enumerate(directions):
         if k:
             snapshot.restore()
         certifier.start_pass()
         with dual(d), _Strict(certifier):
             loss = run()
         _TIES_SEEN[key] = bool(certifier.sites)
-        if not _any_rank(certifier.unresolved > 0):
+        # After a Gaussian direction, a tie left (equal or zero tangents) has, with probability one,
+        # equal gradients on every branch: no further direction can change the result.
+        if generic or not _any_rank(certifier.unresolved > 0):
             break
     return _Outcome(loss, tuple(certifier.sites), certifier.unresolved)
 

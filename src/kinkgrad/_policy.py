@@ -19,7 +19,19 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
+from kinkgrad._observe import active_observer
 from kinkgrad._rules import check_lambda, check_tie_rule
+
+_ROUTES: dict[Any, Any] = {}
+
+
+def _routes() -> dict[Any, Any]:
+    """The registry's dispatch table (imported on first use: the registry imports the ops)."""
+    if not _ROUTES:
+        from kinkgrad._registry import ROUTES
+
+        _ROUTES.update(ROUTES)
+    return _ROUTES
 
 
 class kink_policy(contextlib.ContextDecorator):
@@ -67,6 +79,8 @@ class kink_policy(contextlib.ContextDecorator):
                 choices[member] = None if value is None else _check_choice(OPS[member].kind, value, name)
         self.choices: Mapping[str, Any] = choices
         self._generator: torch.Generator | None = None
+
+    strict: bool = False  #: certification: nonsmooth ops without a kink rule raise
 
     def choice(self, *names: str) -> Any:
         """The ``at_kink`` this policy gives the first of ``names`` it sets explicitly, else the default
@@ -179,14 +193,13 @@ class _PolicyMode(TorchFunctionMode):
     policy: kink_policy | None = None
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        from kinkgrad._observe import active_observer
-        from kinkgrad._registry import ROUTES
-
+        route = _routes().get(func)
+        if route is None:  # the common case: every other torch call of the model and optimizer
+            if self.policy is not None and self.policy.strict:
+                _refuse_unsupported(func, args, kwargs or {})
+            return func(*args, **(kwargs or {}))
         kwargs = kwargs or {}
-        route = ROUTES.get(func)
-        if route is None or "out" in kwargs:
-            if getattr(self.policy, "strict", False):
-                _refuse_unsupported(func, args, kwargs)
+        if "out" in kwargs:
             return func(*args, **kwargs)
         choice = None if self.policy is None else self.policy.choice(*route.names(args, kwargs))
         if choice is None and active_observer() is None:

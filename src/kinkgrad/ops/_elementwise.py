@@ -9,7 +9,7 @@ pass from the input (not the output: ``relu``'s own backward cannot tell ``x = 0
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kinkgrad._autodiff import Trace, at_kinks, needs_rule, straight_through, trace_mode
+from kinkgrad._autodiff import Trace, needs_rule, signed_zero, straight_through, trace_mode
 from kinkgrad._observe import active_observer, silenced
 from kinkgrad._rules import Chooser, check_lambda
 
@@ -55,32 +55,52 @@ class Kink:
     right: float | Tensor
 
 
-def _apply(name: str, x: Tensor, value: Tensor, kinks: Sequence[Kink], at_kink: Any) -> Tensor:
-    """``value`` (PyTorch's ``f(x)``) with the derivative at each kink set by ``at_kink``."""
+def _apply(
+    name: str, x: Tensor, f: Callable[[Tensor], Tensor], kinks: Sequence[Kink], at_kink: Any
+) -> Tensor:
+    """PyTorch's ``f(x)``, with the derivative at each kink set by ``at_kink``.
+
+    At the kinks the surrogate is ``f(x - m·d) + signed_zero(s·m·d)`` with ``d = x - x.detach()``
+    (exactly 0, derivative 1), ``m`` the 0/1 kink mask and ``s`` the chosen slope: the first term has
+    ``f``'s value and derivative away from kinks and none at them, the second adds ``s`` at them and
+    adds exactly ``-0.0`` to the value. Arithmetic only (no ``where``), so compilers fuse it cheaply.
+    """
     watch = active_observer()
     if (at_kink is None and watch is None) or not x.is_floating_point():
-        return value
+        return f(x)
     lam = None if at_kink is None else check_lambda(at_kink)
     mode = trace_mode(x)
     kinks = [k for k in kinks if -math.inf < k.point < math.inf]  # (NaN and ±inf bounds: no kink)
     if not kinks or (mode is Trace.NONE and watch is None):
-        return value
+        return f(x)
+    if mode is Trace.EAGER and watch is None and not any(_hit(x, k.point) for k in kinks):
+        return f(x)  # the common eager case: one cheap pass over x, PyTorch's own op and derivative
     masks = [x == k.point for k in kinks]
     mask = masks[0]
     for m in masks[1:]:
         mask = mask | m
-    out = value
     if isinstance(lam, Chooser) and needs_rule(mode, mask):
         lam = lam.lambdas(name, x, mask)
     if lam is not None and needs_rule(mode, mask):
-        slope: float | Tensor = _slope(kinks[-1], lam, x)
-        for k, m in zip(kinks[-2::-1], masks[-2::-1]):
-            slope = torch.where(m, _as_tensor(_slope(k, lam, x), x), _as_tensor(slope, x))
-        out = at_kinks(value, mask, slope * (x - x.detach()))
+        weights = [m.to(x.dtype) for m in masks]
+        slope = sum((_slope(k, lam, x) * w for k, w in zip(kinks, weights)), torch.zeros((), dtype=x.dtype))
+        finite = torch.finfo(x.dtype).max
+        xc = x.clamp(-finite, finite)  # so that d is 0, not NaN, at ±inf
+        d = xc - xc.detach()
+        out = f(x - sum(weights[1:], weights[0]) * d) + signed_zero(slope * d)
+    else:
+        out = f(x)
     if watch is not None:
         distance = torch.stack([(x - k.point).abs() for k in kinks]).amin(0)
         watch.report(name, out, mask, distance)
     return out
+
+
+def _hit(x: Tensor, point: float) -> bool:
+    """Does any entry of ``x`` equal ``point``? (At 0, counting nonzeros avoids a boolean tensor.)"""
+    if point == 0:
+        return int(torch.count_nonzero(x)) < x.numel()
+    return bool((x == point).any())
 
 
 def _slope(k: Kink, lam: float | Tensor, x: Tensor) -> float | Tensor:
@@ -100,14 +120,18 @@ def _elementwise(
 ) -> Tensor:
     """Shared body: ``native(x, *args, inplace=False)`` is PyTorch's op."""
     quiet = at_kink is None and active_observer() is None
+
+    def out_of_place(t: Tensor) -> Tensor:
+        return native(t, *args, inplace=False)
+
     if inplace and (quiet or not x.is_floating_point() or trace_mode(x) is Trace.NONE):
         if not quiet:  # observe on a copy of the input, then let PyTorch work in place
-            _apply(name, x, native(x, *args, inplace=False), kinks, at_kink)
+            _apply(name, x, out_of_place, kinks, at_kink)
         return native(x, *args, inplace=True)
     if not inplace:
-        return _apply(name, x, native(x, *args, inplace=False), kinks, at_kink)
+        return _apply(name, x, out_of_place, kinks, at_kink)
     source = x.clone()  # PyTorch's backward may need the input that the copy below overwrites
-    return x.copy_(_apply(name, source, native(source, *args, inplace=False), kinks, at_kink))
+    return x.copy_(_apply(name, source, out_of_place, kinks, at_kink))
 
 
 def _bounds(lo: float | None, hi: float | None) -> list[Kink]:
@@ -157,12 +181,11 @@ def prelu(input: Tensor, weight: Tensor, *, at_kink: Any = None) -> Tensor:
     Clarke set at 0 (in ``x``): between ``weight`` and 1; the derivative in ``weight`` is 0 on both
     sides. PyTorch returns ``weight``. ``at_kink=λ`` returns ``(1 - λ)·weight + λ``.
     """
-    value = F.prelu(input, weight)
     if weight.numel() == 1 or input.dim() < 2:
         slope = weight.reshape(())
     else:
         slope = weight.reshape((1, -1) + (1,) * (input.dim() - 2))
-    return _apply("prelu", input, value, (Kink(0.0, slope, 1.0),), at_kink)
+    return _apply("prelu", input, lambda t: F.prelu(t, weight), (Kink(0.0, slope, 1.0),), at_kink)
 
 
 def rrelu(
@@ -231,12 +254,12 @@ def clamp(
 
 
 def _clamp(name: str, input: Tensor, min: Any, max: Any, at_kink: Any) -> Tensor:
+    if not isinstance(min, Tensor) and not isinstance(max, Tensor):
+        return _apply(name, input, lambda t: torch.clamp(t, min, max), _bounds(min, max), at_kink)
     value = torch.clamp(input, min, max)
     watch = active_observer()
     if (at_kink is None and watch is None) or not input.is_floating_point():
         return value
-    if not isinstance(min, Tensor) and not isinstance(max, Tensor):
-        return _apply(name, input, value, _bounds(min, max), at_kink)
     lam = None if at_kink is None else check_lambda(at_kink)
     mode = trace_mode(input, *[b for b in (min, max) if isinstance(b, Tensor)])
     if mode is Trace.NONE and watch is None:
@@ -305,7 +328,7 @@ def abs(input: Tensor, *, at_kink: Any = None) -> Tensor:
         >>> x.grad
         tensor([1., 1.])
     """
-    return _apply("abs", input, torch.abs(input), (Kink(0.0, -1.0, 1.0),), at_kink)
+    return _apply("abs", input, torch.abs, (Kink(0.0, -1.0, 1.0),), at_kink)
 
 
 def hardsigmoid(input: Tensor, inplace: bool = False, *, at_kink: Any = None) -> Tensor:
@@ -369,7 +392,7 @@ def hardshrink(input: Tensor, lambd: float = 0.5, *, at_kink: Any = None) -> Ten
     Discontinuous at ``±lambd`` (one-sided derivatives 1 outside, 0 inside). PyTorch returns 0 there.
     ``at_kink=λ`` returns ``1 - λ`` at ``-lambd`` and ``λ`` at ``lambd``.
     """
-    return _apply("hardshrink", input, F.hardshrink(input, lambd), _shrink_kinks(lambd, 0.0), at_kink)
+    return _apply("hardshrink", input, lambda t: F.hardshrink(t, lambd), _shrink_kinks(lambd, 0.0), at_kink)
 
 
 def softshrink(input: Tensor, lambd: float = 0.5, *, at_kink: Any = None) -> Tensor:
@@ -378,4 +401,4 @@ def softshrink(input: Tensor, lambd: float = 0.5, *, at_kink: Any = None) -> Ten
     Clarke sets: ``[0, 1]`` at ``±lambd``. PyTorch returns 0 there. ``at_kink=λ`` returns ``1 - λ``
     at ``-lambd`` and ``λ`` at ``lambd``.
     """
-    return _apply("softshrink", input, F.softshrink(input, lambd), _shrink_kinks(lambd, 0.0), at_kink)
+    return _apply("softshrink", input, lambda t: F.softshrink(t, lambd), _shrink_kinks(lambd, 0.0), at_kink)
