@@ -309,6 +309,8 @@ def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, *, mu: 
         >>> hardtanh(torch.tensor([5.0]), mu=0.01)
         tensor([1.])
     """
+    if _check_mu(mu) == 0.0:
+        return F.hardtanh(input, min_val, max_val)
     return clamp(input, min_val, max_val, mu=mu)
 
 
@@ -319,6 +321,8 @@ def relu6(input: Tensor, *, mu: float) -> Tensor:
         >>> relu6(torch.tensor([7.0]), mu=0.01)
         tensor([6.])
     """
+    if _check_mu(mu) == 0.0:
+        return F.relu6(input)
     return clamp(input, 0.0, 6.0, mu=mu)
 
 
@@ -330,6 +334,8 @@ def hardsigmoid(input: Tensor, *, mu: float) -> Tensor:
         >>> hardsigmoid(torch.tensor([0.0]), mu=0.01)
         tensor([0.5000])
     """
+    if _check_mu(mu) == 0.0:
+        return F.hardsigmoid(input)
     return clamp(input / 6.0 + 0.5, 0.0, 1.0, mu=mu)
 
 
@@ -341,6 +347,8 @@ def hardswish(input: Tensor, *, mu: float) -> Tensor:
         >>> hardswish(torch.tensor([6.0]), mu=0.01)
         tensor([6.])
     """
+    if _check_mu(mu) == 0.0:
+        return F.hardswish(input)
     return input * hardsigmoid(input, mu=mu)
 
 
@@ -352,6 +360,8 @@ def softshrink(input: Tensor, lambd: float = 0.5, *, mu: float) -> Tensor:
         >>> softshrink(torch.tensor([0.0, 2.0]), 0.5, mu=0.01)
         tensor([0.0000, 1.5000])
     """
+    if _check_mu(mu) == 0.0:
+        return F.softshrink(input, lambd)
     return relu(input - lambd, mu) - relu(-input - lambd, mu)
 
 
