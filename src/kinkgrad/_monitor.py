@@ -18,6 +18,7 @@ backward hook that returns nothing.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -92,9 +93,9 @@ class _Tally:
 Key = tuple[str, str, int]
 
 
-def _count(mask: Tensor) -> Count:
-    """``mask.sum()``: an ``int`` on the CPU, a device tensor elsewhere (no synchronisation)."""
-    total = mask.sum()
+def _count(t: Tensor) -> Count:
+    """Nonzero entries of ``t``: an ``int`` on the CPU, a device tensor elsewhere (no synchronisation)."""
+    total = torch.count_nonzero(t)
     return int(total) if total.device.type == "cpu" else total
 
 
@@ -170,9 +171,10 @@ class KinkMonitor:
     op reports (elementwise ops: to the nearest kink; binary ops: :math:`|a_i - b_i|`),
     :math:`k` = ``near_ulps``, :math:`\\varepsilon` the machine epsilon of the input's dtype
     (``torch.finfo(dtype).eps``: :math:`2^{-10}` for float16, :math:`2^{-7}` bfloat16, :math:`2^{-23}`
-    float32, :math:`2^{-52}` float64) and :math:`s` the call's scale: the largest finite value among the
-    distances and :math:`|y_i|` (for ``relu``, :math:`\\max_i |x_i|`). ``near`` includes ``exact``; ops
-    that report no distance (pools, sorts, norms, losses) count ``near = exact``. Bifurcating kinks are
+    float32, :math:`2^{-52}` float64) and :math:`s` the call's scale: its largest finite distance
+    (for ``relu``, :math:`\\max_i |x_i|`; for ``maximum(a, b)``, :math:`\\max_i |a_i - b_i|`). ``near``
+    includes ``exact``; ops that report no distance (pools, sorts, norms, losses) count
+    ``near = exact``. Bifurcating kinks are
     counted by a hook on the op's output, once per backward pass through it (``retain_graph`` and a
     second backward count again), and credited to the step of the forward pass.
 
@@ -271,13 +273,15 @@ class KinkMonitor:
             return
         with torch._C.DisableTorchFunction():  # our own arithmetic is not routed or reported
             key = (self._site(), op, self._step)
+            kinks = kinks.detach()
             repeat = _expanded(kinks, output)
             exact = _count(kinks)
             if repeat != 1:
                 exact = exact * repeat
             near: Count = exact
             if distance is not None and distance.numel() > 0:
-                near = _count(distance <= self._tolerance(output, distance))
+                distance = distance.detach()
+                near = _count(distance <= self._tolerance(distance))
             with self._lock:
                 tally = self._tallies.get(key)
                 if tally is None:
@@ -289,19 +293,20 @@ class KinkMonitor:
             if output.requires_grad and not (isinstance(exact, int) and exact == 0):
                 output.register_hook(self._cotangent_hook(tally, kinks))
 
-    def _tolerance(self, output: Tensor, distance: Tensor) -> Tensor:
-        """``k·ε·s`` (see the class docstring), as a 0-dim tensor of the distance's dtype."""
-        finite_distance = torch.where(torch.isfinite(distance), distance, 0).amax()
-        scale = finite_distance
-        if output.is_floating_point() and output.numel() > 0:
-            out = output.detach().abs()
-            scale = torch.maximum(scale, torch.where(torch.isfinite(out), out, 0).amax().to(scale.dtype))
-        return scale * (self.near_ulps * torch.finfo(distance.dtype).eps)
+    def _tolerance(self, distance: Tensor) -> float | Tensor:
+        """``k·ε·s`` (see the class docstring): a float on the CPU, a 0-dim tensor elsewhere."""
+        eps = self.near_ulps * torch.finfo(distance.dtype).eps
+        if distance.device.type == "cpu":
+            scale = float(distance.amax())
+            if math.isfinite(scale):
+                return scale * eps
+        scale_t = torch.where(torch.isfinite(distance), distance, 0).amax()
+        return float(scale_t) * eps if distance.device.type == "cpu" else scale_t * eps
 
     def _cotangent_hook(self, tally: _Tally, kinks: Tensor) -> Callable[[Tensor], None]:
         def hook(grad: Tensor) -> None:
             with torch._C.DisableTorchFunction():
-                hit = _count(kinks & (grad != 0))
+                hit = _count(torch.where(kinks, grad, 0))  # NaN cotangents count as nonzero
             with self._lock:
                 tally.bifurcating_kinks += hit
 

@@ -36,6 +36,7 @@ def _worker(rank: int, port: int, out: str) -> None:
         records = monitor.all_reduce()
         rows = [(r.op, r.elements, r.exact_kinks, r.bifurcating_kinks) for r in records]
         Path(out, f"{rank}.txt").write_text(repr(rows))
+        dist.barrier()  # no rank tears gloo down while the other still talks to it
     finally:
         dist.destroy_process_group()
 
