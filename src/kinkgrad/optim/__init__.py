@@ -9,9 +9,24 @@
 Each has a plain loop and a ``torch._foreach_*`` twin built from the same small step rules.
 """
 
+from ._gradient_sampling import (
+    GradientSamplingResult,
+    GradientSamplingStep,
+    gradient_sampling,
+    min_norm_element,
+)
 from ._prox_adam import ProxAdam
 from ._prox_sgd import ProxSGD
 from ._schedules import SCHEDULE_NAMES
 from ._subgradient import Subgradient
 
-__all__ = ["SCHEDULE_NAMES", "ProxAdam", "ProxSGD", "Subgradient"]
+__all__ = [
+    "SCHEDULE_NAMES",
+    "GradientSamplingResult",
+    "GradientSamplingStep",
+    "ProxAdam",
+    "ProxSGD",
+    "Subgradient",
+    "gradient_sampling",
+    "min_norm_element",
+]
