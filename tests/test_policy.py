@@ -221,3 +221,23 @@ def test_compiled_model_under_policy_with_inplace_and_hardswish() -> None:
     # bias 3 passes relu and hits hardswish's kink at 3 ((1-λ)·3/2 + λ·1); 4 rows
     torch.testing.assert_close(grads[0.0], torch.tensor([0.0, 0.0, 6.0]))
     torch.testing.assert_close(grads[1.0], torch.tensor([2.0, 0.0, 4.0]))
+
+
+def test_double_backward_through_an_eager_kink_rule() -> None:
+    """Second derivatives away from the kink survive the eager rule (create_graph=True)."""
+    x = torch.tensor([0.0, 0.3, -0.7], dtype=torch.float64, requires_grad=True)
+    up = torch.tensor([1.5, 2.0, 2.5], dtype=torch.float64)
+
+    def hvp(policy: bool) -> torch.Tensor:
+        if policy:
+            with kink_policy(elu=0.3):
+                y = (F.elu(x, 2.0) * up).sum()
+        else:
+            y = (F.elu(x, 2.0) * up).sum()
+        (g,) = torch.autograd.grad(y, x, create_graph=True)
+        (h,) = torch.autograd.grad(g.sum(), x)
+        return h
+
+    plain, ours = hvp(False), hvp(True)
+    torch.testing.assert_close(ours[1:], plain[1:])  # away from the kink: PyTorch's second derivative
+    assert float(ours[1:].abs().sum()) > 0

@@ -56,14 +56,22 @@ class Kink:
 
 
 def _apply(
-    name: str, x: Tensor, f: Callable[[Tensor], Tensor], kinks: Sequence[Kink], at_kink: Any
+    name: str,
+    x: Tensor,
+    f: Callable[[Tensor], Tensor],
+    kinks: Sequence[Kink],
+    at_kink: Any,
+    pure: bool = True,
 ) -> Tensor:
-    """PyTorch's ``f(x)``, with the derivative at each kink set by ``at_kink``.
+    """PyTorch's ``f(x)``, with the derivative at each kink set by ``at_kink`` (``pure``: ``f`` has no
+    differentiable input but ``x``).
 
     At the kinks the surrogate is ``f(x - m·d) + signed_zero(s·m·d)`` with ``d = x - x.detach()``
     (exactly 0, derivative 1), ``m`` the 0/1 kink mask and ``s`` the chosen slope: the first term has
     ``f``'s value and derivative away from kinks and none at them, the second adds ``s`` at them and
     adds exactly ``-0.0`` to the value. Arithmetic only (no ``where``), so compilers fuse it cheaply.
+    In plain eager autograd (no transform can be active there) a small ``autograd.Function`` does the
+    same with fewer kernels and less saved memory: :class:`_EagerRule`.
     """
     watch = active_observer()
     if (at_kink is None and watch is None) or not x.is_floating_point():
@@ -81,7 +89,9 @@ def _apply(
         mask = mask | m
     if isinstance(lam, Chooser) and needs_rule(mode, mask):
         lam = lam.lambdas(name, x, mask)
-    if lam is not None and needs_rule(mode, mask):
+    if lam is not None and needs_rule(mode, mask) and mode is Trace.EAGER and pure and isinstance(lam, float):
+        out = _EagerRule.apply(x, masks, [float(_slope(k, lam, x)) for k in kinks], f)
+    elif lam is not None and needs_rule(mode, mask):
         weights = [m.to(x.dtype) for m in masks]
         slope = sum((_slope(k, lam, x) * w for k, w in zip(kinks, weights)), torch.zeros((), dtype=x.dtype))
         finite = torch.finfo(x.dtype).max
@@ -94,6 +104,38 @@ def _apply(
         distance = torch.stack([(x - k.point).abs() for k in kinks]).amin(0)
         watch.report(name, out, mask, distance)
     return out
+
+
+class _EagerRule(torch.autograd.Function):
+    """Eager-only rule: forward is ``f``; backward is ``f``'s own except at the kinks, where it is the
+    chosen slope. Saves the input and a one-byte kink index, and recomputes ``f``'s backward.
+
+    Never used under ``torch.compile``, ``torch.func`` or forward-mode AD (see :func:`trace_mode`),
+    where a custom rule could be bypassed: there the arithmetic surrogate of :func:`_apply` runs.
+    """
+
+    @staticmethod
+    def forward(x: Tensor, masks: list[Tensor], slopes: list[float], f: Callable[[Tensor], Tensor]) -> Tensor:
+        return f(x)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        x, masks, slopes, f = inputs
+        index = torch.zeros(x.shape, dtype=torch.uint8, device=x.device)
+        for i, m in enumerate(masks, start=1):
+            index.masked_fill_(m, i)
+        ctx.save_for_backward(x, index)
+        ctx.slopes, ctx.f = slopes, f
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
+        x, index = ctx.saved_tensors
+        create = torch.is_grad_enabled()  # double backward (create_graph=True): keep the graph
+        with torch.enable_grad():
+            leaf = x if create and x.requires_grad else x.detach().requires_grad_()
+            (native,) = torch.autograd.grad(ctx.f(leaf), leaf, grad, create_graph=create)
+        table = torch.tensor([0.0, *ctx.slopes], dtype=grad.dtype, device=grad.device)
+        return torch.where(index > 0, grad * table[index.long()], native), None, None, None
 
 
 def _hit(x: Tensor, point: float) -> bool:
@@ -185,7 +227,8 @@ def prelu(input: Tensor, weight: Tensor, *, at_kink: Any = None) -> Tensor:
         slope = weight.reshape(())
     else:
         slope = weight.reshape((1, -1) + (1,) * (input.dim() - 2))
-    return _apply("prelu", input, lambda t: F.prelu(t, weight), (Kink(0.0, slope, 1.0),), at_kink)
+    kink = Kink(0.0, slope, 1.0)
+    return _apply("prelu", input, lambda t: F.prelu(t, weight), (kink,), at_kink, pure=False)
 
 
 def rrelu(
