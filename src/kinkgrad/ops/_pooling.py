@@ -10,7 +10,7 @@ uneven windows of adaptive pooling all follow PyTorch's own window geometry.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -73,29 +73,67 @@ def _outer(valids: Sequence[Tensor]) -> Tensor:
     return mask.flatten(n)
 
 
-def _resolve(
-    name: str, input: Tensor, value: Tensor, tables: Sequence[tuple[Tensor, Tensor]], at_kink: Any
-) -> Tensor:
+Windows = Callable[[Tensor, float], Tensor]
+"""``windows(t, fill)``: ``t`` (shaped like the input) cut into ``[..., O1..On, K1*...*Kn]`` windows,
+entries outside the input filled with ``fill``."""
+
+
+def _resolve(name: str, input: Tensor, value: Tensor, windows: Windows, at_kink: Any) -> Tensor:
     watch = active_observer()
     rule = None if at_kink is None else check_tie_rule(at_kink)
     mode = trace_mode(input)
     if (mode is Trace.NONE and watch is None) or input.numel() == 0:
         return value
-    index = [t for t, _ in tables]
-    windows = _windows(input, index)
-    tied = (windows == value.unsqueeze(-1)) & _outer([v for _, v in tables]) & torch.isfinite(windows)
+    candidates = windows(input, -math.inf)
+    tied = (candidates == value.unsqueeze(-1)) & torch.isfinite(candidates)
     hit = tied.sum(-1) > 1
     out = value
     if rule is not None and needs_rule(mode, hit):
         if isinstance(rule, Chooser):
-            w = rule.weights(name, tied, windows, None)
+            w = rule.weights(name, tied, candidates, None)
         else:
             w = tie_weights(tied, rule, input.dtype, _generator())
         if w is not None:
-            out = _finite_where(value, (w * _windows(zero_tangent(input), index)).sum(-1))
+            out = _finite_where(value, (w * windows(zero_tangent(input), 0.0)).sum(-1))
     if watch is not None:
         watch.report(name, out, hit, None)
     return out
+
+
+def _gathered(tables: Sequence[tuple[Tensor, Tensor]]) -> Windows:
+    """Windows from index tables (any geometry, e.g. the uneven windows of adaptive pooling)."""
+    index = [t for t, _ in tables]
+    valid = _outer([v for _, v in tables])
+
+    def windows(t: Tensor, fill: float) -> Tensor:
+        return torch.where(valid, _windows(t, index), torch.full((), fill, dtype=t.dtype, device=t.device))
+
+    return windows
+
+
+def _unfolded(
+    n: int, k: tuple[int, ...], s: tuple[int, ...], p: tuple[int, ...], d: tuple[int, ...], out: Sequence[int]
+) -> Windows:
+    """Windows of a max-pool as strided views (``Tensor.unfold``); padding and ``ceil_mode`` overhang
+    are filled."""
+
+    def windows(t: Tensor, fill: float) -> Tensor:
+        pads: list[int] = []
+        for i in reversed(range(n)):
+            length = t.shape[t.dim() - n + i]
+            span = (out[i] - 1) * s[i] + (k[i] - 1) * d[i] + 1
+            pads += [p[i], max(0, span - p[i] - length)]
+        if any(pads):
+            t = F.pad(t, pads, value=fill)
+        base = t.dim() - n
+        for i in range(n):
+            t = t.unfold(base + i, (k[i] - 1) * d[i] + 1, s[i])
+            if d[i] > 1:
+                t = t[..., :: d[i]]
+            t = t.narrow(base + i, 0, out[i])
+        return t.flatten(-n)
+
+    return windows
 
 
 def _max_pool(
@@ -120,14 +158,8 @@ def _max_pool(
     k = _tuple(kernel_size, n)
     s = _tuple(stride, n) or k
     p, d = _tuple(padding, n), _tuple(dilation, n)
-    lengths = input.shape[-n:]
-    tables = []
-    for i in range(n):
-        out = value.shape[-n + i]
-        starts = torch.arange(out, device=input.device) * s[i] - p[i]
-        ends = torch.full_like(starts, lengths[i])
-        tables.append(_window_table(starts, ends, k[i], lengths[i], d[i]))
-    out_value = _resolve(native.__name__, input, value, tables, at_kink)
+    windows = _unfolded(n, k, s, p, d, value.shape[-n:])
+    out_value = _resolve(native.__name__, input, value, windows, at_kink)
     return (out_value, indices) if return_indices else out_value
 
 
@@ -200,7 +232,7 @@ def _adaptive(
         ends = torch.div((j + 1) * length + out - 1, out, rounding_mode="floor")
         size = max(math.ceil((jj + 1) * length / out) - (jj * length) // out for jj in range(out))
         tables.append(_window_table(starts, ends, size, length, 1))
-    out_value = _resolve(native.__name__, input, value, tables, at_kink)
+    out_value = _resolve(native.__name__, input, value, _gathered(tables), at_kink)
     return (out_value, indices) if return_indices else out_value
 
 

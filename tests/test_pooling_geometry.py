@@ -1,0 +1,83 @@
+"""Max-pool ties for every window geometry (stride, padding, dilation, ceil_mode, overlap, adaptive),
+against a brute-force oracle that walks PyTorch's documented window definition."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kinkgrad import ops
+
+CONFIGS = [  # kernel, stride, padding, dilation, ceil_mode
+    (2, 2, 0, 1, False),
+    (3, 1, 1, 1, False),
+    (3, 2, 1, 2, False),
+    (2, 3, 0, 1, True),
+    (3, 2, 1, 1, True),
+]
+RULES = ["first", "last", "split"]
+
+
+def _oracle(
+    x: torch.Tensor, out_shape: tuple[int, ...], windows: list[list[list[int]]], rule: str, up: torch.Tensor
+) -> torch.Tensor:
+    """``windows[axis][o]`` lists the input positions of output ``o`` along that axis."""
+    n = len(windows)
+    grad = torch.zeros_like(x)
+    for lead in itertools.product(*(range(s) for s in x.shape[:-n])):
+        for o in itertools.product(*(range(s) for s in out_shape[-n:])):
+            cells = list(itertools.product(*(windows[a][o[a]] for a in range(n))))
+            values = [float(x[lead + c]) for c in cells]
+            best = max(values)
+            tied = [c for c, v in zip(cells, values) if v == best]
+            g = float(up[lead + o])
+            if rule == "first":
+                grad[lead + tied[0]] += g
+            elif rule == "last":
+                grad[lead + tied[-1]] += g
+            else:
+                for c in tied:
+                    grad[lead + c] += g / len(tied)
+    return grad
+
+
+def _pool_windows(length: int, out: int, k: int, s: int, p: int, d: int) -> list[list[int]]:
+    return [[o * s - p + j * d for j in range(k) if 0 <= o * s - p + j * d < length] for o in range(out)]
+
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("config", CONFIGS, ids=str)
+@pytest.mark.parametrize("n", [1, 2])
+def test_max_pool_geometry(n: int, config: tuple[int, int, int, int, bool], rule: str) -> None:
+    k, s, p, d, ceil = config
+    torch.manual_seed(k * 10 + s)
+    shape = (2, 2) + (7,) * n
+    x = (torch.randint(0, 3, shape) / 2).double().requires_grad_()  # levels 0, 1/2, 1: many ties
+    native = getattr(F, f"max_pool{n}d")
+    want = native(x, k, s, p, d, ceil_mode=ceil)
+    out = getattr(ops, f"max_pool{n}d")(x, k, s, p, d, ceil, at_kink=rule)
+    assert torch.equal(out, want)
+    up = torch.linspace(1.5, 2.5, out.numel(), dtype=torch.float64).reshape(out.shape)
+    (got,) = torch.autograd.grad(out, x, up)
+    windows = [_pool_windows(7, out.shape[-n + a], k, s, p, d) for a in range(n)]
+    torch.testing.assert_close(got, _oracle(x.detach(), tuple(out.shape), windows, rule, up))
+    if rule == "first":  # PyTorch's own choice is the first entry of each window
+        (torch_grad,) = torch.autograd.grad(want, x, up)
+        torch.testing.assert_close(got, torch_grad)
+
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("out_size", [1, 3, 4])
+def test_adaptive_max_pool_geometry(out_size: int, rule: str) -> None:
+    torch.manual_seed(out_size)
+    x = (torch.randint(0, 3, (2, 2, 7, 7)) / 2).double().requires_grad_()
+    out = ops.adaptive_max_pool2d(x, out_size, at_kink=rule)
+    assert torch.equal(out, F.adaptive_max_pool2d(x, out_size))
+    up = torch.linspace(1.5, 2.5, out.numel(), dtype=torch.float64).reshape(out.shape)
+    (got,) = torch.autograd.grad(out, x, up)
+    axis = [list(range(o * 7 // out_size, math.ceil((o + 1) * 7 / out_size))) for o in range(out_size)]
+    torch.testing.assert_close(got, _oracle(x.detach(), tuple(out.shape), [axis, axis], rule, up))
