@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 import kinkgrad
-from kinkgrad.cli import _atlas, _demo, _env, _list, _plot, _run
+from kinkgrad.cli import _atlas, _audit, _demo, _env, _list, _plot, _run
 
 
 class UsageError(Exception):
@@ -16,7 +16,7 @@ class UsageError(Exception):
 
 
 # Each subcommand module defines NAME, HELP, add_arguments(parser) and run(args) -> int.
-SUBCOMMANDS: tuple[ModuleType, ...] = (_env, _atlas, _demo, _run, _list, _plot)
+SUBCOMMANDS: tuple[ModuleType, ...] = (_env, _atlas, _demo, _run, _list, _plot, _audit)
 
 
 def build_parser() -> argparse.ArgumentParser:
