@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from kinkgrad._policy import kink_policy
 from kinkgrad._rules import Chooser
 
+
 class UnsupportedKinkError(RuntimeError):
     """A nonsmooth op that kinkgrad cannot certify was reached by the differentiated computation."""
 
@@ -246,11 +247,23 @@ def _directions(
     def generate() -> Iterator[tuple[tuple[Tensor, ...], bool]]:
         if given is not None:
             yield given, False
-        generator = torch.Generator().manual_seed(0 if seed is None else seed)
-        gaussian = [torch.randn(t.shape, generator=generator, dtype=torch.float64) for t in tensors]
-        yield tuple(g.to(dtype=t.dtype, device=t.device) for g, t in zip(gaussian, tensors)), True
+        yield _gaussian(tensors, 0 if seed is None else seed), True
 
     return generate()
+
+
+_GAUSSIAN: dict[Any, tuple[Tensor, ...]] = {}
+
+
+def _gaussian(tensors: Sequence[Tensor], seed: int) -> tuple[Tensor, ...]:
+    """The seeded Gaussian direction (cached for the last shapes seen: drawing it costs a pass)."""
+    key = (seed, *((tuple(t.shape), t.dtype, t.device) for t in tensors))
+    if key not in _GAUSSIAN:
+        generator = torch.Generator().manual_seed(seed)
+        gaussian = [torch.randn(t.shape, generator=generator, dtype=torch.float64) for t in tensors]
+        _GAUSSIAN.clear()
+        _GAUSSIAN[key] = tuple(g.to(dtype=t.dtype, device=t.device) for g, t in zip(gaussian, tensors))
+    return _GAUSSIAN[key]
 
 
 def _check_direction(tensors: Sequence[Tensor], direction: Any, arg: str) -> tuple[Tensor, ...]:
