@@ -95,7 +95,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
                         "name": f"certified {model_kind}: {case}, peak memory",
                         "ratio": cert_peak / plain_peak,
                         "target": MEMORY_TARGET,
-                        "detail": f"peak tensor memory {plain_peak / 2**20:.1f} MiB -> {cert_peak / 2**20:.1f} MiB",
+                        "detail": f"peak tensor memory {plain_peak / 2**20:.1f} MiB -> "
+                        f"{cert_peak / 2**20:.1f} MiB",
                     }
                 )
     return rows

@@ -237,9 +237,9 @@ class _Snapshot:
 def _directions(
     tensors: Sequence[Tensor], direction: Any, seed: int | None, arg: str
 ) -> Iterator[tuple[tuple[Tensor, ...], bool]]:
-    """The caller's direction (checked now), then seeded Gaussian ones (flagged generic): for each, one float64
-    ``randn`` per tensor, in order, from ``torch.Generator().manual_seed(seed or 0)``, cast to the
-    tensor's dtype and device."""
+    """The caller's direction (checked now), then one seeded Gaussian direction (flagged generic):
+    one float64 ``randn`` per tensor, in order, from ``torch.Generator().manual_seed(seed or 0)``,
+    cast to the tensor's dtype and device."""
     given = None if direction is None else _check_direction(tensors, direction, arg)
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise TypeError(f"seed must be an int or None, got {seed!r}")
