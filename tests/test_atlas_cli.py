@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -88,11 +89,20 @@ def test_cli_env_and_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == f"kinkgrad {kinkgrad.__version__}"
 
 
-def test_cli_demo(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo"]) == 0
+def test_cli_demo(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    tiny = ["epochs=1", "max_train=64", "max_test=32", "hidden=8,8", "batch_size=32", "data.name=digits"]
+    argv = ["demo", "--out", str(tmp_path / "study")] + [a for kv in tiny for a in ("--set", kv)]
+    assert main(argv) == 0
     out = capsys.readouterr().out
     assert "plain PyTorch              f'(0) = 0   (outside the Clarke set)" in out
     assert "kink_policy(default=0.5)   f'(0) = 1   (correct)" in out
+    assert "site 1 (relu): 6144 of 9216 outputs exactly at the kink, 6144 of them bifurcating" in out
+    assert f"Report:  {tmp_path / 'study' / 'report.md'}" in out
+    summary = out[out.index("Summary (digits; report:") :]
+    assert "dtype     steps  bifurcating steps" in summary
+    assert all(dtype in summary for dtype in ("float16", "bfloat16", "float32", "float64"))
+    assert main(["demo", "--no-study"]) == 0
+    assert "relu-prime" not in capsys.readouterr().out.split("KinkMonitor")[1]
 
 
 def test_python_dash_m_help() -> None:

@@ -209,17 +209,33 @@ FIGURES = {
 # ---- claims ------------------------------------------------------------------------------------
 
 
-def _fraction(rates: pd.DataFrame, dtype: str) -> tuple[float, int, float]:
-    """(fraction of bifurcating steps, steps, kinks per ReLU evaluation) for one dtype, all data sets."""
+def _fraction(rates: pd.DataFrame, dtype: str) -> tuple[float, int, float, float]:
+    """(fraction of bifurcating steps, steps, exact kinks per ReLU evaluation, ReLU evaluations per
+    step) for one dtype, over all data sets."""
     whole = rates[(rates["layer"] == "any") & (rates["dtype"] == dtype)]
     steps = int(whole["batches"].sum())
     if steps == 0:
-        return math.nan, 0, math.nan
+        return math.nan, 0, math.nan, math.nan
     evaluations = int(whole["relu_evaluations"].sum())
+    fraction = float(whole["bifurcating_batches"].sum()) / steps
+    return fraction, steps, float(whole["exact_kinks"].sum()) / max(evaluations, 1), evaluations / steps
+
+
+def extrapolation(rate: float, per_step: float) -> str:
+    """Where half of the mini-batches would bifurcate if exact zeros were independent at ``rate``.
+
+    Example:
+        >>> extrapolation(0.0, 100.0)
+        'no exact zero at 100 ReLU evaluations per step'
+        >>> extrapolation(1e-7, 32768.0).endswith("from about 6.9e+06 evaluations per mini-batch")
+        True
+    """
+    if not rate > 0:
+        return f"no exact zero at {per_step:.3g} ReLU evaluations per step"
+    half = math.log(2) / rate
     return (
-        float(whole["bifurcating_batches"].sum()) / steps,
-        steps,
-        float(whole["exact_kinks"].sum()) / max(evaluations, 1),
+        f"{rate:.2g} exact zeros per ReLU evaluation at {per_step:.3g} evaluations per step: half of the "
+        f"mini-batches would bifurcate from about {half:.2g} evaluations per mini-batch"
     )
 
 
@@ -228,12 +244,10 @@ def _zone_claim(
 ) -> Claim:
     parts, verdicts = [], []
     for dtype in dtypes:
-        fraction, steps, rate = _fraction(rates, dtype)
+        fraction, steps, rate, per_step = _fraction(rates, dtype)
         if steps == 0:
             continue
-        parts.append(
-            f"{dtype}: {fraction:.1%} of {steps} steps (exact zeros: {rate:.2g} per ReLU evaluation)"
-        )
+        parts.append(f"{dtype}: {fraction:.1%} of {steps} steps ({extrapolation(rate, per_step)})")
         lo, hi = band
         if lo <= fraction <= hi:
             verdicts.append("reproduced")
