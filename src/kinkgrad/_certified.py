@@ -203,12 +203,57 @@ class _Certifier(Chooser):
         return u
 
 
+_COMPARISONS: dict[Any, str] = {}
+for _name, _kind in (("gt", "gt"), ("lt", "lt"), ("ge", "ge"), ("le", "le"), ("eq", "eq"), ("ne", "ne")):
+    _COMPARISONS[getattr(torch, _name)] = _kind
+    _COMPARISONS[getattr(Tensor, _name)] = _kind
+    _COMPARISONS[getattr(Tensor, f"__{_name}__")] = _kind
+_COMPARISONS.update(
+    {torch.greater: "gt", torch.less: "lt", torch.greater_equal: "ge", torch.less_equal: "le"}
+)
+
+
+def _compare_along_ray(kind: str, a: Tensor, b: Tensor, result: Tensor) -> Tensor:
+    """``a ⋈ b`` at ``x + t·d`` for small ``t > 0``: ties are decided by the tangents."""
+    delta = _tangent(a) - _tangent(b) if isinstance(b, Tensor) else _tangent(a)
+    tie = a == b
+    if kind in ("gt", "ge"):
+        along = delta > 0 if kind == "gt" else delta >= 0
+    elif kind in ("lt", "le"):
+        along = delta < 0 if kind == "lt" else delta <= 0
+    else:
+        along = (delta == 0) if kind == "eq" else (delta != 0)
+    return torch.where(tie, along, result)
+
+
 class _Strict(kink_policy):
-    """The policy of a certified pass: every op decides with ``chooser``; unsupported kinks raise."""
+    """The policy of a certified pass: every op decides with ``chooser``; unsupported kinks raise;
+    comparisons of differentiated tensors that tie are decided along the ray too."""
 
     def __init__(self, chooser: Chooser) -> None:
         super().__init__(default=chooser, ties=chooser)  # type: ignore[arg-type]
         self.strict = True
+        self.chooser = chooser
+
+    def call(self, func: Any, args: Any, kwargs: Any) -> Any:
+        result = func(*args, **kwargs)
+        kind = _COMPARISONS.get(func)
+        if kind is None or len(args) != 2 or kwargs or not isinstance(args[0], Tensor):
+            return result
+        a, b = args
+        moving = [t for t in (a, b) if isinstance(t, Tensor) and (t.requires_grad or _is_dual(t))]
+        if not moving or not bool((a == b).any()):
+            return result
+        if isinstance(self.chooser, _Detector):
+            self.chooser.sites.append(
+                KinkSite(f"comparison {kind}", len(self.chooser.sites), int((a == b).sum()), False)
+            )
+            return result
+        return _compare_along_ray(kind, a, b, result)
+
+
+def _is_dual(t: Tensor) -> bool:
+    return fwad.unpack_dual(t).tangent is not None
 
 
 # ---- the driver -------------------------------------------------------------------------------------

@@ -82,6 +82,10 @@ class kink_policy(contextlib.ContextDecorator):
 
     strict: bool = False  #: certification: nonsmooth ops without a kink rule raise
 
+    def call(self, func: Any, args: Any, kwargs: Any) -> Any:
+        """How a strict policy runs an unrouted function (certification overrides it for comparisons)."""
+        return func(*args, **kwargs)
+
     def choice(self, *names: str) -> Any:
         """The ``at_kink`` this policy gives the first of ``names`` it sets explicitly, else the default
         for the kind of ``names[0]`` (``None``: PyTorch's own)."""
@@ -197,6 +201,7 @@ class _PolicyMode(TorchFunctionMode):
         if route is None:  # the common case: every other torch call of the model and optimizer
             if self.policy is not None and self.policy.strict:
                 _refuse_unsupported(func, args, kwargs or {})
+                return self.policy.call(func, args, kwargs or {})
             return func(*args, **(kwargs or {}))
         kwargs = kwargs or {}
         if "out" in kwargs:

@@ -148,3 +148,18 @@ def test_bad_input_names_the_argument() -> None:
         clarke_backward(lambda: 1.0, [x])  # type: ignore[arg-type, return-value]
     with pytest.raises(ValueError, match="one tensor per params"):
         clarke_backward(lambda: x.sum(), [x], direction=[x, x])
+
+
+def test_comparisons_that_tie_are_decided_along_the_ray() -> None:
+    """``where(x > 0, x, 0)`` is relu written with a comparison: certified too."""
+    x = _t([0.0, 0.0, 1.0])
+    f = lambda x: UP * (torch.where(x > 0, x, 0.0) - torch.relu(-x)).sum()  # noqa: E731  (= UP·Σx)
+    (g,) = clarke_grad(f, x)
+    assert g.tolist() == [UP] * 3
+    (plain,) = torch.autograd.grad(f(x), x)
+    assert plain.tolist() == [0.0, 0.0, UP]
+    down = -torch.ones(3, dtype=torch.float64)
+    (g,) = clarke_grad(lambda x: UP * (x * (x >= 0)).sum(), x, direction=down)
+    assert g.tolist() == [0.0, 0.0, UP]  # moving down, x >= 0 turns false at the two zeros
+    (g,) = clarke_grad(lambda x: UP * (x * (x >= 0)).sum(), x, direction=-down)
+    assert g.tolist() == [UP] * 3
