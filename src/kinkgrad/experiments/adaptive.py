@@ -24,7 +24,7 @@ import torch
 from matplotlib.figure import Figure
 
 from kinkgrad.experiments._issue5_problems import count_zeros, lasso_reference, sparse_regression
-from kinkgrad.runner import Claim, Preset, RunResults, experiment, setting
+from kinkgrad.runner import Claim, Preset, RunResults, Verdict, experiment, setting
 
 __all__ = ["Config", "Final", "run"]
 
@@ -200,7 +200,7 @@ def claims(run: RunResults) -> list[Claim]:
         worst = l2.groupby("method").relative_distance.max()
         detail = ", ".join(f"{m}: {float(v):.2g}" for m, v in worst.items())
         others = [float(v) for m, v in worst.items() if m != "rmsprop"]
-        verdict = "reproduced" if float(worst.max()) < 0.05 else "not reproduced"
+        verdict: Verdict = "reproduced" if float(worst.max()) < 0.05 else "not reproduced"
         if verdict != "reproduced" and others and max(others) < 0.05:
             verdict = "different"
         out.append(
