@@ -291,7 +291,8 @@ class KinkMonitor:
                 tally.exact_kinks += exact
                 tally.near_kinks += near
             if output.requires_grad and not (isinstance(exact, int) and exact == 0):
-                output.register_hook(self._cotangent_hook(tally, kinks))
+                sparse = isinstance(exact, int) and exact * 8 < output.numel()
+                output.register_hook(self._cotangent_hook(tally, kinks, sparse))
 
     def _tolerance(self, distance: Tensor) -> float | Tensor:
         """``k·ε·s`` (see the class docstring): a float on the CPU, a 0-dim tensor elsewhere."""
@@ -303,10 +304,11 @@ class KinkMonitor:
         scale_t = torch.where(torch.isfinite(distance), distance, 0).amax()
         return float(scale_t) * eps if distance.device.type == "cpu" else scale_t * eps
 
-    def _cotangent_hook(self, tally: _Tally, kinks: Tensor) -> Callable[[Tensor], None]:
+    def _cotangent_hook(self, tally: _Tally, kinks: Tensor, sparse: bool) -> Callable[[Tensor], None]:
         def hook(grad: Tensor) -> None:
-            with torch._C.DisableTorchFunction():
-                hit = _count(torch.where(kinks, grad, 0))  # NaN cotangents count as nonzero
+            with torch._C.DisableTorchFunction():  # NaN cotangents count as nonzero
+                # few kinks: gather them; many: one masked pass
+                hit = _count(grad.masked_select(kinks) if sparse else torch.where(kinks, grad, 0))
             with self._lock:
                 tally.bifurcating_kinks += hit
 

@@ -76,6 +76,9 @@ class Config:
     probe_every: int = setting(8, help="gradient gaps and the certified check every N steps (0: never)")
     probe_kinks: bool = setting(True, help="also probe every step whose forward pass met an exact kink")
     certified: bool = setting(True, help="compare plain AD with the certified gradient at probe steps")
+    threads: int = setting(
+        1, help="torch threads inside a unit (0: leave as set; these small models run fastest on one)"
+    )
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
@@ -83,6 +86,8 @@ class Config:
         for name in ("epochs", "batch_size", "max_train", "max_test"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0, got {self.threads}")
         if self.probe_every < 0:
             raise ValueError(f"probe_every must be >= 0, got {self.probe_every}")
         if not self.hidden or min(self.hidden) < 1:
@@ -326,6 +331,16 @@ def _layer_names(model: nn.Module) -> dict[str, str]:
 )
 def run(config: Config, seed: int) -> Iterator[Any]:
     """Bertoin et al. 2021, ReLU'(0) and backprop: bifurcations per dtype and layer, training curves."""
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        yield from _run(config, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(config: Config, seed: int) -> Iterator[Any]:
     dtype = getattr(torch, config.dtype)
     data = load_data(config, dtype)
     trainer = _Trainer(config, data, dtype, seed)
