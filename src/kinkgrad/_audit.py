@@ -161,10 +161,10 @@ def load_model(target: str) -> nn.Module:
     Example:
         >>> type(load_model("torch.nn:Tanh")).__name__
         'Tanh'
-        >>> load_model("torch.nn:NoSuchThing")
+        >>> load_model("torch.nn:NoSuchThing")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        kinkgrad._audit.AuditError: module 'torch.nn' has no attribute 'NoSuchThing' ...
+        kinkgrad._audit.AuditError: module 'torch.nn' has no attribute 'NoSuchThing'; callables there: ...
     """
     module_name, sep, attr = target.rpartition(":")
     if not sep or not module_name or not attr:
