@@ -105,6 +105,7 @@ def test_explicit_op_argument_errors_name_the_argument() -> None:
 
 def test_lambda_outside_unit_interval_warns_once() -> None:
     x = torch.zeros(2, requires_grad=True)
+    kinkgrad._rules._WARNED.clear()  # warnings are once per process: start from none
     with pytest.warns(kinkgrad.KinkWarning, match="outside"):
         ops.relu(x, at_kink=-0.75)
     import warnings

@@ -163,6 +163,7 @@ def test_unknown_names_and_bad_values_are_clear_errors() -> None:
 
 
 def test_lambda_outside_unit_interval_warns_once_and_applies() -> None:
+    kinkgrad._rules._WARNED.clear()  # warnings are once per process: start from none
     with pytest.warns(kinkgrad.KinkWarning, match="outside"):
         policy = kink_policy(relu=2.0)
     with policy:

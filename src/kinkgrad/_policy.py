@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -204,12 +205,25 @@ class _PolicyMode(TorchFunctionMode):
                 return self.policy.call(func, args, kwargs or {})
             return func(*args, **(kwargs or {}))
         kwargs = kwargs or {}
-        if "out" in kwargs:
+        if "out" in kwargs or (not torch.compiler.is_compiling() and _inside_kinkgrad_op()):
             return func(*args, **kwargs)
         choice = None if self.policy is None else self.policy.choice(*route.names(args, kwargs))
         if choice is None and active_observer() is None:
             return func(*args, **kwargs)
         return route.call(choice, args, kwargs)
+
+
+def _inside_kinkgrad_op() -> bool:
+    """Is this call PyTorch's own op inside a kinkgrad op (called directly, while a mode is active)?
+    Then it must run as it is: the kinkgrad op around it already applies the choice and reports."""
+    frame = sys._getframe(2)
+    for _ in range(4):
+        if frame is None:
+            return False
+        if frame.f_globals.get("__name__", "").startswith("kinkgrad.ops."):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _refuse_unsupported(func: Any, args: Any, kwargs: Any) -> None:

@@ -221,14 +221,12 @@ class _null:
         return None
 
 
-@pytest.mark.xfail(reason="ops/_pooling.py: non-adaptive max-pools report only when a tie rule is set")
 def test_max_pool_is_counted_without_a_policy() -> None:
     with KinkMonitor() as monitor:
         F.max_pool2d(torch.zeros(1, 1, 2, 2), 2)
     assert [(r.op, r.exact_kinks) for r in monitor.summary()] == [("max_pool2d", 1)]
 
 
-@pytest.mark.xfail(reason="a direct kinkgrad.ops / kinkgrad.nn call also reports the PyTorch calls inside it")
 def test_direct_kinkgrad_op_is_counted_once() -> None:
     with KinkMonitor() as monitor:
         kinkgrad.nn.ReLU(at_kink=1.0)(torch.zeros(3, requires_grad=True))

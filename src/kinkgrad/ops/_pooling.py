@@ -148,7 +148,7 @@ def _max_pool(
     return_indices: bool,
     at_kink: Any,
 ) -> Any:
-    if at_kink is None or not input.is_floating_point():
+    if (at_kink is None and active_observer() is None) or not input.is_floating_point():
         return native(
             input, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode, return_indices=return_indices
         )
