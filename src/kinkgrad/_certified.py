@@ -31,6 +31,7 @@ before every re-run, so every pass sees the same masks and the buffers are updat
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ class ADCheck:
     sites: tuple[KinkSite, ...]
     unresolved: int
     sufficient_condition: str | None
+    method: str = "tangents"  #: how ties were decided: "no kink", "own bias" (see docs) or "tangents"
 
 
 def _tangent(x: Tensor) -> Tensor:
@@ -98,12 +100,14 @@ def _after_bias(x: Tensor) -> bool:
 
 @dataclass
 class _Detector(Chooser):
-    """First, cheap pass: records kink sites, changes nothing."""
+    """First, cheap pass: records kink sites, changes nothing (every site needs the tangent pass)."""
 
     sites: list[KinkSite] = field(default_factory=list)
+    needs_tangent: bool = False
 
     def _hit(self, op: str, count: Tensor, after_bias: bool = False) -> None:
         self.sites.append(KinkSite(op, len(self.sites), int(count), after_bias))
+        self.needs_tangent = True
 
     def lambdas(self, op: str, argument: Tensor, mask: Tensor) -> Tensor | None:
         self._hit(op, mask.sum(), _after_bias(argument))
@@ -120,6 +124,44 @@ class _Detector(Chooser):
     def direction(self, op: str, input: Tensor) -> Tensor | None:
         self._hit(op, torch.ones(()))
         return None
+
+
+_CHANNEL_DIM = {"AddmmBackward0": -1, "AddBackward0": -1, "ConvolutionBackward0": 1}
+
+
+@dataclass
+class _OwnBias(_Detector):
+    """First pass with kinkgrad's own direction ``g``: an elementwise kink right after a layer with a
+    bias (``z = W x + b``) is decided by ``g`` restricted to that bias, whose tangent at ``z`` is just
+    ``g_b`` (no forward-mode pass). That is the first nonzero direction at ``z`` in the lexicographic
+    sequence (``g`` on each bias, latest used first, then ``g``): later biases cannot move ``z``. Any
+    other tie marks the pass as needing tangents."""
+
+    bias_direction: dict[int, Tensor] = field(default_factory=dict)  #: id(bias) -> g restricted to it
+
+    def lambdas(self, op: str, argument: Tensor, mask: Tensor) -> Tensor | None:
+        tangent = self._own_bias_tangent(argument)
+        self.sites.append(KinkSite(op, len(self.sites), int(mask.sum()), tangent is not None))
+        if tangent is None:
+            self.needs_tangent = True
+            return None
+        return (tangent > 0).to(argument.dtype).expand(argument.shape)
+
+    def _own_bias_tangent(self, z: Tensor) -> Tensor | None:
+        fn = z.grad_fn
+        dim = None if fn is None else _CHANNEL_DIM.get(fn.name())
+        if fn is None or dim is None:
+            return None
+        biases = [
+            v for v in (getattr(n, "variable", None) for n, _ in fn.next_functions) if isinstance(v, Tensor)
+        ]
+        biases = [b for b in biases if b.dim() == 1 and id(b) in self.bias_direction]
+        if len(biases) != 1 or z.dim() < 1 or z.shape[dim] != biases[0].numel():
+            return None
+        g = self.bias_direction[id(biases[0])]
+        shape = [1] * z.dim()
+        shape[dim] = -1
+        return g.reshape(shape)
 
 
 @dataclass
@@ -245,9 +287,7 @@ class _Strict(kink_policy):
         if not moving or not bool((a == b).any()):
             return result
         if isinstance(self.chooser, _Detector):
-            self.chooser.sites.append(
-                KinkSite(f"comparison {kind}", len(self.chooser.sites), int((a == b).sum()), False)
-            )
+            self.chooser._hit(f"comparison {kind}", (a == b).sum())
             return result
         return _compare_along_ray(kind, a, b, result)
 
@@ -367,7 +407,14 @@ def _param_list(params: nn.Module | Iterable[Tensor]) -> tuple[nn.Module | None,
     return module, plist
 
 
-_TIES_SEEN: dict[tuple[int, ...], bool] = {}
+_TIES_SEEN: dict[tuple[int, ...], tuple[weakref.ref[Tensor], bool]] = {}
+"""Did the last call for these tensors need the tangent pass? (Ties persist from batch to batch, so the
+next call then skips the kink check.) Keyed by ids, checked against a weak reference."""
+
+
+def _ties_seen(key: tuple[int, ...], first: Tensor) -> bool:
+    entry = _TIES_SEEN.get(key)
+    return entry is not None and entry[0]() is first and entry[1]
 
 
 def _distributed() -> bool:
@@ -408,6 +455,7 @@ class _Outcome:
     loss: Tensor
     sites: tuple[KinkSite, ...]
     unresolved: int
+    method: str  #: "no kink", "own bias" or "tangents"
 
 
 def _certify(
@@ -417,14 +465,23 @@ def _certify(
     snapshot: _Snapshot,
     key: tuple[int, ...],
     dual: Callable[[Sequence[Tensor]], Any],
+    own: tuple[Tensor, ...] | None = None,
 ) -> _Outcome:
-    """Run ``run`` until every tie is decided; return the loss whose graph carries the decisions."""
-    if not _TIES_SEEN.get(key, False):
-        detector = _Detector()
-        with _Strict(detector):
+    """Run ``run`` until every tie is decided; return the loss whose graph carries the decisions.
+
+    ``own``: kinkgrad's Gaussian direction, when the caller gave none and ``tensors`` are parameters:
+    then elementwise kinks right after a biased layer are decided in the first pass (:class:`_OwnBias`).
+    """
+    if not _ties_seen(key, tensors[0]):
+        first = (
+            _Detector() if own is None else _OwnBias(bias_direction={id(t): g for t, g in zip(tensors, own)})
+        )
+        with _Strict(first):
             loss = run()
-        if not _any_rank(bool(detector.sites)):
-            return _Outcome(loss, (), 0)
+        if not _any_rank(bool(first.sites)):
+            return _Outcome(loss, (), 0, "no kink")
+        if not _any_rank(first.needs_tangent):
+            return _Outcome(loss, tuple(first.sites), 0, "own bias")
         snapshot.restore()
     certifier = _Certifier()
     for k, (d, generic) in enumerate(directions):
@@ -433,12 +490,12 @@ def _certify(
         certifier.start_pass()
         with dual(d), _Strict(certifier):
             loss = run()
-        _TIES_SEEN[key] = bool(certifier.sites)
+        _TIES_SEEN[key] = (weakref.ref(tensors[0]), bool(certifier.sites))
         # After a Gaussian direction, a tie left (equal or zero tangents) has, with probability one,
         # equal gradients on every branch: no further direction can change the result.
         if generic or not _any_rank(certifier.unresolved > 0):
             break
-    return _Outcome(loss, tuple(certifier.sites), certifier.unresolved)
+    return _Outcome(loss, tuple(certifier.sites), certifier.unresolved, "tangents")
 
 
 def clarke_backward(
@@ -481,6 +538,7 @@ def clarke_backward(
         snapshot,
         tuple(id(p) for p in plist),
         lambda d: _tangents_on(plist, d),
+        None if direction is not None else _gaussian(plist, 0 if seed is None else seed),
     )
     outcome.loss.backward()
     return outcome.loss.detach()
@@ -558,7 +616,9 @@ def _compare(
         condition = "no kink"
     elif all(site.after_bias for site in outcome.sites):
         condition = "park-chun-lee-2024"
-    return ADCheck(agree, float(diff), plain, certified, outcome.sites, outcome.unresolved, condition)
+    return ADCheck(
+        agree, float(diff), plain, certified, outcome.sites, outcome.unresolved, condition, outcome.method
+    )
 
 
 def check_ad(
@@ -613,6 +673,7 @@ def check_ad_backward(
         snapshot,
         tuple(id(p) for p in plist),
         lambda d: _tangents_on(plist, d),
+        None if direction is not None else _gaussian(plist, 0 if seed is None else seed),
     )
     certified = tuple(
         torch.zeros_like(p) if g is None else g
