@@ -108,7 +108,12 @@ def bifurcation_figure(run: RunResults) -> Figure:
                 label=layer,
             )
         ax.set_xticks(range(len(dtypes)), dtypes)
-        ax.set_ylim(0, 1.05)
+        top = float(part["fraction"].max()) if len(part) else 0.0
+        ax.set_ylim(0, max(0.05, 1.2 * top))  # small fractions stay visible; the labels give the values
+        for j, d in enumerate(dtypes):
+            value = float(part[(part["dtype"] == d) & (part["layer"] == "any")]["fraction"].sum())
+            x = j + (len(layers) - 1) / 2 * width if "any" in layers else j
+            ax.annotate(f"{value:.1%}", (x, value), ha="center", va="bottom", fontsize=7)
         ax.set_title(f"{name}: steps that bifurcate", fontsize=10)
         ax.set_ylabel("fraction of mini-batches")
     axes[-1].legend(fontsize=8)
@@ -406,6 +411,7 @@ def summary(run: RunResults) -> pd.DataFrame:
 
     rates = bifurcation_rates(run)
     probes = _frame(run, "probe")
+    steps = _frame(run, "step")
     last = _final(run)
     rows: list[Mapping[str, Any]] = []
     whole = rates[rates["layer"] == "any"]
@@ -424,7 +430,8 @@ def summary(run: RunResults) -> pd.DataFrame:
                 "dtype": dtype,
                 "steps": int(row["batches"]),
                 "bifurcating steps": f"{row['fraction']:.1%}",
-                "per layer": ", ".join(f"{r['layer']} {r['fraction']:.0%}" for _, r in layer_rows.iterrows()),
+                "per layer": ", ".join(f"{r['layer']} {r['fraction']:.1%}" for _, r in layer_rows.iterrows()),
+                "without / with BN": _by_batch_norm(steps, name, dtype),
                 "exact zeros / ReLU eval": f"{row['kink_rate']:.2g}",
                 "median gap (correct)": _median(bif["difference_norm"] / bif["gradient_norm"]),
                 "plain ≠ certified": f"{float((agree == 0).mean()):.1%}" if len(agree) else "not measured",
@@ -432,6 +439,14 @@ def summary(run: RunResults) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def _by_batch_norm(steps: pd.DataFrame, name: str, dtype: str) -> str:
+    """Bifurcating fraction of the steps without and with batch norm (batch norm in 16 bits can round a
+    normalised pre-activation to exactly 0)."""
+    part = steps[(steps["data.name"] == name) & (steps["dtype"] == dtype)]
+    fractions = part.groupby("batch_norm")["bifurcates"].mean()
+    return " / ".join(f"{fractions[bn]:.1%}" if bn in fractions.index else "-" for bn in (False, True))
 
 
 def _median(series: pd.Series) -> str:
