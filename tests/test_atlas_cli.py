@@ -99,7 +99,7 @@ def test_cli_demo(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert "site 1 (relu): 6144 of 9216 outputs exactly at the kink, 6144 of them bifurcating" in out
     assert f"Report:  {tmp_path / 'study' / 'report.md'}" in out
     summary = out[out.index("Summary (digits; report:") :]
-    assert "dtype     steps  bifurcating steps" in summary
+    assert "dtype     steps  bifurcating steps  without / with BN" in summary
     assert all(dtype in summary for dtype in ("float16", "bfloat16", "float32", "float64"))
     assert main(["demo", "--no-study"]) == 0
     assert "relu-prime" not in capsys.readouterr().out.split("KinkMonitor")[1]

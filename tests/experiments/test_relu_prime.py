@@ -165,7 +165,8 @@ def test_tiny_run_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFi
         "run", "relu-prime", "--quick", "--out", str(out),
         "--set", "epochs=1", "--set", "max_train=96", "--set", "max_test=32", "--set", "hidden=8,8",
         "--set", "batch_size=32", "--set", "data.name=digits",
-        "--sweep", "dtype=bfloat16,float64", "--sweep", "relu_prime=0,random",
+        "--sweep", "dtype=bfloat16,float64", "--sweep", "relu_prime=0,random", "--set", "batch_norm=false",
+        "--seeds", "1",
     ]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr().out

@@ -102,8 +102,8 @@ def _study(args: argparse.Namespace) -> int:
     from kinkgrad.experiments._relu_prime_report import summary
 
     table = summary(load_run(folder))
-    columns = ["dtype", "steps", "bifurcating steps", "exact zeros / ReLU eval", "plain ≠ certified"]
-    columns.append("final test accuracy")
+    columns = ["dtype", "steps", "bifurcating steps", "without / with BN", "exact zeros / ReLU eval"]
+    columns += ["plain ≠ certified", "final test accuracy"]
     rows = [[str(v) for v in row] for row in table[columns].itertuples(index=False)]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
     print(f"\nSummary ({', '.join(dict.fromkeys(table['data']))}; report: {folder / 'report.md'}):")

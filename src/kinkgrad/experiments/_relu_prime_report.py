@@ -335,9 +335,13 @@ def _buffer_claim(last: pd.DataFrame) -> Claim:
         ddof=1
     )
     noise = float(stds.mean()) if stds.notna().any() else math.nan
+
+    def points(value: float) -> str:
+        return "not run" if math.isnan(value) else f"{value * 100:.2f} points"
+
     ours = (
-        f"spread of mean test accuracy over ReLU'(0): SGD {plain * 100:.2f} points, SGD + BN "
-        f"{bn * 100:.2f}, Adam {adam * 100:.2f} (seed std {noise * 100:.2f})"
+        f"spread of mean test accuracy over ReLU'(0): SGD {points(plain)}, SGD + BN {points(bn)}, "
+        f"Adam {points(adam)} (seed std {noise * 100:.2f})"
     )
     if not math.isnan(noise) and plain <= 2 * noise:
         return Claim(
