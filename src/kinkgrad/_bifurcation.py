@@ -103,8 +103,9 @@ def bifurcation(
     ``max``, ``sort``) keep PyTorch's choice in both passes. The first pass runs under a
     :class:`~kinkgrad.KinkMonitor`; its ``bifurcating_kinks`` (exact kinks of elementwise ops with a
     nonzero incoming cotangent) are zero exactly when no kink can change the result, so
-    ``bifurcating_kinks == 0`` implies ``not differs``; the converse holds unless the change at every
-    bifurcating kink is absorbed by rounding or cancels.
+    ``bifurcating_kinks == 0`` implies ``not differs``. The converse holds unless, at every bifurcating
+    kink, the kink's input does not depend on ``params`` (a bias-free convolution over a blank patch:
+    its weight gradient there is ``cotangent × 0``), or the change cancels or is absorbed by rounding.
 
     Args:
         closure: computes and returns the scalar loss (a fresh forward pass each call; it must not call
