@@ -8,7 +8,8 @@ optimizer state; float32 and float64 throughout), on one data set, and measures 
 
 1. **Bifurcation, every step and per layer**, with :class:`kinkgrad.KinkMonitor`: a step's backprop
    differs between ReLU'(0) = 0 and 1 exactly when some ReLU input is exactly 0 *and* receives a nonzero
-   cotangent (a *bifurcating kink*; the tests of :func:`kinkgrad.bifurcation` check this equivalence).
+   cotangent (a *bifurcating kink*: every layer has a bias, so the kink's input depends on the
+   parameters; the probes below record both and the tests check that they agree).
 2. **Gradient gaps, every ``probe_every`` steps and at every step that met an exact kink**, on the
    step's batch before the update: ``‖g₁ − g₀‖``
    between ReLU'(0) = 1 and 0 with the correct chain rule (:func:`kinkgrad.bifurcation`) and with the
