@@ -15,6 +15,7 @@ import functools
 import sys
 import threading
 from collections.abc import Iterator, Mapping
+from types import FrameType
 from typing import Any
 
 import torch
@@ -188,6 +189,14 @@ def active_policy() -> kink_policy | None:
     return stack[-1] if stack else None
 
 
+def from_policy(name: str, at_kink: Any) -> Any:
+    """An op's ``at_kink``: the explicit one, else the active policy's choice for op ``name``."""
+    if at_kink is not None or torch.compiler.is_compiling():
+        return at_kink  # (under torch.compile the policy's mode routes the PyTorch call instead)
+    policy = active_policy()
+    return None if policy is None else policy.choice(name)
+
+
 def active_generator() -> torch.Generator | None:
     """The generator of the innermost policy (for ``"random"`` ties), or ``None`` (global RNG)."""
     policy = active_policy()
@@ -216,7 +225,7 @@ class _PolicyMode(TorchFunctionMode):
 def _inside_kinkgrad_op() -> bool:
     """Is this call PyTorch's own op inside a kinkgrad op (called directly, while a mode is active)?
     Then it must run as it is: the kinkgrad op around it already applies the choice and reports."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     for _ in range(4):
         if frame is None:
             return False

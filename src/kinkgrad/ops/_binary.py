@@ -19,6 +19,7 @@ from torch import Tensor
 
 from kinkgrad._autodiff import Trace, at_kinks, needs_rule, trace_mode
 from kinkgrad._observe import active_observer
+from kinkgrad._policy import from_policy
 from kinkgrad._rules import Chooser, check_lambda
 
 __all__ = ["fmax", "fmin", "maximum", "minimum"]
@@ -26,6 +27,7 @@ __all__ = ["fmax", "fmin", "maximum", "minimum"]
 
 def _tie(native: Any, input: Tensor, other: Tensor, at_kink: Any, upper: bool) -> Tensor:
     value = native(input, other)
+    at_kink = from_policy(native.__name__, at_kink)
     watch = active_observer()
     if (at_kink is None and watch is None) or not value.is_floating_point():
         return value

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from kinkgrad._autodiff import Trace, needs_rule, signed_zero, straight_through, trace_mode
 from kinkgrad._observe import active_observer, silenced
+from kinkgrad._policy import from_policy
 from kinkgrad._rules import Chooser, check_lambda
 
 __all__ = [
@@ -73,6 +74,7 @@ def _apply(
     In plain eager autograd (no transform can be active there) a small ``autograd.Function`` does the
     same with fewer kernels and less saved memory: :class:`_EagerRule`.
     """
+    at_kink = from_policy(name, at_kink)
     watch = active_observer()
     if (at_kink is None and watch is None) or not x.is_floating_point():
         return f(x)
@@ -139,10 +141,14 @@ class _EagerRule(torch.autograd.Function):
 
 
 def _hit(x: Tensor, point: float) -> bool:
-    """Does any entry of ``x`` equal ``point``? (At 0, counting nonzeros avoids a boolean tensor.)"""
-    if point == 0:
-        return int(torch.count_nonzero(x)) < x.numel()
-    return bool((x == point).any())
+    """Does any entry of ``x`` equal ``point``? (A min-reduction of distances avoids a boolean tensor;
+    a NaN, which hides the minimum, falls back to an exact count.)"""
+    if x.numel() == 0:
+        return False
+    gap = (x.abs() if point == 0 else (x - point).abs()).amin()
+    if bool(gap.isnan()):
+        return int(torch.count_nonzero(x - point)) < x.numel()
+    return bool(gap == 0)
 
 
 def _slope(k: Kink, lam: float | Tensor, x: Tensor) -> float | Tensor:
@@ -161,6 +167,7 @@ def _elementwise(
     name: str, x: Tensor, inplace: bool, at_kink: Any, kinks: Sequence[Kink], native: Any, *args: Any
 ) -> Tensor:
     """Shared body: ``native(x, *args, inplace=False)`` is PyTorch's op."""
+    at_kink = from_policy(name, at_kink)
     quiet = at_kink is None and active_observer() is None
 
     def out_of_place(t: Tensor) -> Tensor:
@@ -297,6 +304,7 @@ def clamp(
 
 
 def _clamp(name: str, input: Tensor, min: Any, max: Any, at_kink: Any) -> Tensor:
+    at_kink = from_policy(name, at_kink)
     if not isinstance(min, Tensor) and not isinstance(max, Tensor):
         return _apply(name, input, lambda t: torch.clamp(t, min, max), _bounds(min, max), at_kink)
     value = torch.clamp(input, min, max)

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from kinkgrad._autodiff import Trace, needs_rule, straight_through, trace_mode
 from kinkgrad._observe import active_observer, silenced
+from kinkgrad._policy import from_policy
 from kinkgrad._rules import check_lambda
 from kinkgrad.ops._elementwise import abs as _abs
 from kinkgrad.ops._elementwise import clamp_min as _clamp_min
@@ -46,6 +47,7 @@ def _loss(
     reduction: str,
 ) -> Tensor:
     """PyTorch's ``value``; where a kink is hit and a rule is chosen, the derivative of ``surrogate(λ)``."""
+    at_kink = from_policy(name, at_kink)
     watch = active_observer()
     if (at_kink is None and watch is None) or not value.is_floating_point():
         return value

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from kinkgrad._autodiff import Trace, carry, needs_rule, straight_through, trace_mode, zero_tangent
 from kinkgrad._observe import active_observer, silenced
+from kinkgrad._policy import from_policy
 from kinkgrad._rules import Chooser, check_lambda
 from kinkgrad.ops._elementwise import abs as _abs
 from kinkgrad.ops._selection import _dims, reduce_ties
@@ -45,6 +46,7 @@ def vector_norm(
         tensor([0.5000, 0.5000, 0.5000, 0.5000])
     """
     value = torch.linalg.vector_norm(x, ord, dim, keepdim, dtype=dtype)
+    at_kink = from_policy("vector_norm", at_kink)
     p = float(ord)
     watch = active_observer()
     if (at_kink is None and watch is None) or not x.is_floating_point() or not p >= 1 or x.numel() == 0:
@@ -111,6 +113,7 @@ def norm(
     Matrix norms other than Frobenius (``"nuc"``, ``±2``, ``±1``, ``±inf`` over two dims) are not
     kink-registered: they return PyTorch's value and derivative.
     """
+    at_kink = from_policy("norm", at_kink)
     if at_kink is None:
         return torch.linalg.norm(x, ord, dim, keepdim, dtype=dtype)
     two_dims = (dim is None and x.dim() == 2 and ord is not None) or (

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from kinkgrad._autodiff import Trace, needs_rule, trace_mode, zero_tangent
 from kinkgrad._observe import active_observer
+from kinkgrad._policy import from_policy
 from kinkgrad._rules import Chooser, check_tie_rule, tie_weights
 from kinkgrad.ops._selection import _finite_where, _generator
 
@@ -148,6 +149,7 @@ def _max_pool(
     return_indices: bool,
     at_kink: Any,
 ) -> Any:
+    at_kink = from_policy(native.__name__, at_kink)
     if (at_kink is None and active_observer() is None) or not input.is_floating_point():
         return native(
             input, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode, return_indices=return_indices
@@ -221,6 +223,7 @@ def max_pool3d(
 def _adaptive(
     n: int, native: Any, input: Tensor, output_size: Any, return_indices: bool, at_kink: Any
 ) -> Any:
+    at_kink = from_policy(native.__name__, at_kink)
     if (at_kink is None and active_observer() is None) or not input.is_floating_point():
         return native(input, output_size, return_indices=return_indices)
     value, indices = native(input, output_size, return_indices=True)

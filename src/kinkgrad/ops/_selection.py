@@ -18,6 +18,7 @@ from torch import Tensor
 
 from kinkgrad._autodiff import Trace, carry, needs_rule, trace_mode, zero_tangent
 from kinkgrad._observe import active_observer
+from kinkgrad._policy import from_policy
 from kinkgrad._rules import Chooser, check_tie_rule, tie_weights
 
 __all__ = ["amax", "amin", "kthvalue", "max", "median", "min", "sort", "topk"]
@@ -55,6 +56,7 @@ def reduce_ties(
 ) -> Tensor:
     """``value`` (the entries of ``input`` selected over ``dims``: the ``"max"``, the ``"min"``, or the
     order statistic of that 0-based index) with ties resolved by ``at_kink``."""
+    at_kink = from_policy(name, at_kink)
     watch = active_observer()
     if (at_kink is None and watch is None) or not input.is_floating_point():
         return value
@@ -240,6 +242,7 @@ def topk(
     """``torch.topk``. A tie at the boundary (the k-th value also outside the top k) or inside the top
     k is resolved by ``at_kink``: ``"split"`` spreads each selected position over every equal entry."""
     values, indices = torch.topk(input, k, dim, largest, sorted)
+    at_kink = from_policy("topk", at_kink)
     if sorted or input.dim() == 0 or (at_kink is None and active_observer() is None):
         return torch.return_types.topk(
             (_sorted_ties("topk", input, values, dim, largest, at_kink, k), indices)
@@ -261,6 +264,7 @@ def _sorted_ties(
 ) -> Tensor:
     """The first ``k`` sorted values with ties resolved by ``at_kink``; ``order`` (if given) is the
     permutation that PyTorch's own output order applies to them (``topk(sorted=False)``)."""
+    at_kink = from_policy(name, at_kink)
     watch = active_observer()
     if (at_kink is None and watch is None) or not input.is_floating_point():
         return values
