@@ -16,6 +16,8 @@ __version__ = "0.1.0"
 
 from kinkgrad import nn, ops, optim, prox
 from kinkgrad._atlas import AtlasRow, atlas
+from kinkgrad._audit import AuditError, AuditReport, SiteAudit, audit, load_model
+from kinkgrad._bifurcation import Bifurcation, bifurcation
 from kinkgrad._certified import (
     ADCheck,
     KinkSite,
@@ -25,6 +27,7 @@ from kinkgrad._certified import (
     clarke_backward,
     clarke_grad,
 )
+from kinkgrad._monitor import KinkMonitor, KinkRecord
 from kinkgrad._patch import PatchHandle, patch
 from kinkgrad._policy import kink_policy
 from kinkgrad._registry import OPS as registry
@@ -34,17 +37,26 @@ __all__ = [
     "TIE_RULES",
     "ADCheck",
     "AtlasRow",
+    "AuditError",
+    "AuditReport",
+    "Bifurcation",
+    "KinkMonitor",
+    "KinkRecord",
     "KinkSite",
     "KinkWarning",
     "PatchHandle",
+    "SiteAudit",
     "UnsupportedKinkError",
     "__version__",
     "atlas",
+    "audit",
+    "bifurcation",
     "check_ad",
     "check_ad_backward",
     "clarke_backward",
     "clarke_grad",
     "kink_policy",
+    "load_model",
     "nn",
     "ops",
     "optim",
