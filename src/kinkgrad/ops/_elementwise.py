@@ -103,7 +103,8 @@ def _apply(
     else:
         out = f(x)
     if watch is not None:
-        distance = torch.stack([(x - k.point).abs() for k in kinks]).amin(0)
+        distances = [x.abs() if k.point == 0 else (x - k.point).abs() for k in kinks]
+        distance = distances[0] if len(distances) == 1 else torch.stack(distances).amin(0)
         watch.report(name, out, mask, distance)
     return out
 
