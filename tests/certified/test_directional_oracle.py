@@ -131,8 +131,10 @@ def test_kinkgrads_own_direction_is_the_documented_one(family: str) -> None:
         methods.add(method)
         if method == "own bias":
             biases = [i for i, p in enumerate(params) if p.dim() == 1][::-1]  # Sequential: use order
-            steps = [[g[j] if j == i else torch.zeros_like(g[j]) for j in range(len(g))] for i in biases] + [g]
-            shift = [sum(10.0 ** (-5 - 3 * k) * d[j] for k, d in enumerate(steps)) for j in range(len(g))]
+            only = [[g[j] if j == i else torch.zeros_like(g[j]) for j in range(len(g))] for i in biases]
+            steps = [*only, g]
+            scales = [10.0 ** (-5 - 3 * k) for k in range(len(steps))]
+            shift = [sum(t * d[j] for t, d in zip(scales, steps)) for j in range(len(g))]
             tol = 1e-4
         else:
             shift, tol = [T * d for d in g], 1e-5
