@@ -81,13 +81,13 @@ def check_lambda(at_kink: object, arg: str = "at_kink") -> float | Tensor:
     return value
 
 
-_WARNED: set[tuple[str, str]] = set()
+_WARNED: set[str] = set()
 
 
 def _warn_outside(arg: str, what: str) -> None:
-    if (arg, what) in _WARNED:  # once per argument and value: ops re-check their choice on every call
+    if what in _WARNED:  # once per value: ops re-check the choice their policy already checked
         return
-    _WARNED.add((arg, what))
+    _WARNED.add(what)
     warnings.warn(
         f"{arg}={what} lies outside [0, 1]: the derivative at the kink leaves the Clarke subdifferential",
         KinkWarning,
