@@ -22,6 +22,11 @@ Functions (all convex, with known :math:`x^\star`, :math:`f^\star`): ``abs-1d`` 
 :math:`G_0 = \|g_0\|` and the horizon :math:`K`: constant :math:`s R/(G_0\sqrt K)`, ``sqrt``
 :math:`s (R/G_0)/\sqrt{k+1}`, ``diminishing`` :math:`s (R/G_0)/(k+1)`, ``polyak`` with :math:`\gamma = 1`,
 all through :class:`kinkgrad.optim.Subgradient`.
+
+A kink semantics effect shows up on separable problems: PyTorch's :math:`|x|'(0) = 0` is a valid
+subgradient and makes an exact zero absorbing, and with :math:`1/\sqrt{k}` steps the oscillating
+coordinates of :math:`\|x\|_1` drift onto exact zeros one by one, so :math:`f^\star` is reached exactly after a
+few thousand steps; slopes are then fitted on the decade before.
 """
 
 from __future__ import annotations
@@ -220,9 +225,14 @@ def run_unit(config: Config, seed: int) -> Iterator[Curve | Summary]:
 
 
 def _slope(curve: list[tuple[int, float]], steps: int) -> float:
-    """Least-squares slope of log(best gap) against log k over k ∈ [steps/10, steps] (NaN if gap hits 0)."""
-    tail = [(k, v) for k, v in curve if k >= steps / 10 and k > 0]
-    if len(tail) < 2 or any(v <= 0 for _, v in tail):
+    """Least-squares slope of log(best gap) against log k over the last decade of k before the gap
+    reaches exactly 0 (if it does), else over [steps/10, steps]; NaN with fewer than 3 points."""
+    positive = [(k, v) for k, v in curve if k > 0 and v > 0]
+    if not positive:
+        return math.nan
+    end = positive[-1][0] if len(positive) < len([c for c in curve if c[0] > 0]) else steps
+    tail = [(k, v) for k, v in positive if k >= end / 10]
+    if len(tail) < 3:
         return math.nan
     logk = np.log([k for k, _ in tail])
     logv = np.log([v for _, v in tail])
@@ -299,7 +309,10 @@ def claims(run: RunResults) -> list[Claim]:
     nonsmooth = summary[~summary.function.isin(["quadratic-1d"])]
     sqrt = nonsmooth[nonsmooth.schedule == "sqrt"]
     if not sqrt.empty:
-        slopes = ", ".join(f"{f}: {s:.2f}" for f, s in zip(sqrt.function, sqrt.slope))
+        slopes = ", ".join(
+            f"{f}: {s:.2f}" + (" (then f* exactly)" if g == 0 else "")
+            for f, s, g in zip(sqrt.function, sqrt.slope, sqrt.final_best_gap)
+        )
         ok = bool((sqrt.slope.dropna() <= -0.35).all())
         out.append(
             Claim(
@@ -322,12 +335,12 @@ def claims(run: RunResults) -> list[Claim]:
         )
     constant = nonsmooth[nonsmooth.schedule == "constant"]
     if not constant.empty:
-        detail = ", ".join(f"{f}: {g:.2g}" for f, g in zip(constant.function, constant.final_best_gap))
+        detail = ", ".join(f"{f}: {g:.2g}" for f, g in zip(constant.function, constant.final_band))
         out.append(
             Claim(
                 "A constant step stalls at an O(η) level instead of converging",
-                f"final f_best − f* after K steps: {detail}",
-                "reproduced" if bool((constant.final_best_gap > 0).all()) else "not reproduced",
+                f"largest f(x_k) − f* over the last 10% of K steps: {detail}",
+                "reproduced" if bool((constant.final_band > 0).all()) else "not reproduced",
                 expected="a plateau > 0",
             )
         )
