@@ -5,7 +5,8 @@ regression for small networks, and full-batch training helpers."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -17,9 +18,25 @@ __all__ = [
     "l1_norm",
     "lasso_reference",
     "mlp",
+    "one_thread",
     "sparse_regression",
     "teacher_regression",
 ]
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """One PyTorch intra-op thread for the duration (restored after).
+
+    These problems are tiny: a second thread buys nothing, and on a shared machine a parallel region
+    whose second core is busy waits for it (we measured 40x slower units under oversubscription).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @dataclass(frozen=True)

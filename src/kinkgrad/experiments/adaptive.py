@@ -23,7 +23,7 @@ from typing import Literal
 import torch
 from matplotlib.figure import Figure
 
-from kinkgrad.experiments._issue5_problems import count_zeros, lasso_reference, sparse_regression
+from kinkgrad.experiments._issue5_problems import count_zeros, lasso_reference, one_thread, sparse_regression
 from kinkgrad.runner import Claim, Preset, RunResults, Verdict, experiment, setting
 
 __all__ = ["Config", "Final", "run"]
@@ -236,4 +236,5 @@ def claims(run: RunResults) -> list[Claim]:
 )
 def run(config: Config, seed: int) -> Iterator[Final]:
     """Adaptive methods on L1: the final norm flattens at d·η/2 whatever λ; with L2 all methods agree."""
-    yield from run_unit(config, seed)
+    with one_thread():
+        yield from run_unit(config, seed)

@@ -33,7 +33,7 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 from torch.func import grad
 
-from kinkgrad.experiments._issue5_problems import Regression, mlp, teacher_regression
+from kinkgrad.experiments._issue5_problems import Regression, mlp, one_thread, teacher_regression
 from kinkgrad.experiments._issue5_sharpness import (
     autodiff_hvp,
     finite_difference_hvp,
@@ -315,4 +315,5 @@ def claims(run: RunResults) -> list[Claim]:
 )
 def run(config: Config, seed: int) -> Iterator[Trajectory | Estimate]:
     """Edge of stability: sharpness against 2/η for tanh and ReLU MLPs and Lipschitz convex losses."""
-    yield from run_unit(config, seed)
+    with one_thread():
+        yield from run_unit(config, seed)

@@ -32,6 +32,7 @@ from kinkgrad.experiments._issue5_problems import (
     l1_norm,
     lasso_reference,
     mlp,
+    one_thread,
     sparse_regression,
     teacher_regression,
 )
@@ -345,4 +346,5 @@ def claims(run: RunResults) -> list[Claim]:
 )
 def run(config: Config, seed: int) -> Iterator[Final]:
     """L1 paradox: subgradient steps give larger L1 norms for larger λ and no zeros; prox and lasso do not."""
-    yield from run_unit(config, seed)
+    with one_thread():
+        yield from run_unit(config, seed)

@@ -35,6 +35,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from kinkgrad._smooth import smooth
+from kinkgrad.experiments._issue5_problems import one_thread
 from kinkgrad.runner import Claim, Preset, RunResults, Verdict, experiment, setting
 
 __all__ = ["Config", "Final", "Trace", "run"]
@@ -268,4 +269,5 @@ def claims(run: RunResults) -> list[Claim]:
 )
 def run(config: Config, seed: int) -> Iterator[Trace | Final]:
     """ReLU output with non-positive labels: finite termination, a stall, and the softplus smoothing."""
-    yield from run_unit(config, seed)
+    with one_thread():
+        yield from run_unit(config, seed)

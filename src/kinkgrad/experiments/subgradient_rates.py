@@ -25,8 +25,8 @@ all through :class:`kinkgrad.optim.Subgradient`.
 
 A kink semantics effect shows up on separable problems: PyTorch's :math:`|x|'(0) = 0` is a valid
 subgradient and makes an exact zero absorbing, and with :math:`1/\sqrt{k}` steps the oscillating
-coordinates of :math:`\|x\|_1` drift onto exact zeros one by one, so :math:`f^\star` is reached exactly after a
-few thousand steps; slopes are then fitted on the decade before.
+coordinates of :math:`\|x\|_1` drift onto exact zeros one by one, so :math:`f^\star` is reached exactly
+after a few thousand steps; slopes are then fitted on the decade before.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from kinkgrad.experiments._issue5_problems import one_thread
 from kinkgrad.optim import Subgradient
 from kinkgrad.runner import Claim, Preset, RunResults, experiment, setting
 
@@ -381,4 +382,5 @@ def claims(run: RunResults) -> list[Claim]:
 )
 def run(config: Config, seed: int) -> Iterator[Curve | Summary]:
     """Subgradient step sizes on nonsmooth test functions: f_best − f* against k beside the O(1/√k) bound."""
-    yield from run_unit(config, seed)
+    with one_thread():
+        yield from run_unit(config, seed)
