@@ -46,6 +46,13 @@ class Smoothing(contextlib.ContextDecorator):
         unsmoothed: How many calls of each registered kink op ran unsmoothed inside the block (ops with
             no surrogate, ops left out of ``ops``, integer inputs, ``rrelu`` in training mode,
             a discontinuous ``threshold``), accumulated over every use.
+
+    Example:
+        >>> import torch
+        >>> with smooth(mu=0.5) as smoothing:
+        ...     y = torch.nn.functional.max_pool1d(torch.zeros(1, 1, 2), 2) + torch.zeros(1).abs()
+        >>> y.flatten(), dict(smoothing.unsmoothed)
+        (tensor([0.5000]), {'max_pool1d': 1})
     """
 
     def __init__(self, mu: Mu, *, abs: str = "sqrt", ops: Iterable[str] | None = None) -> None:
@@ -198,6 +205,15 @@ class SmoothHandle:
     Attributes:
         smoothing: The :class:`Smoothing` entered around every forward of the module.
         module: The module.
+
+    Example:
+        >>> import torch
+        >>> model = torch.nn.ReLU()
+        >>> with smooth(model, mu=1.0) as handle:
+        ...     print(model(torch.zeros(1)), handle)
+        tensor([0.6931]) SmoothHandle(ReLU, mu=1.0, active)
+        >>> model(torch.zeros(1))
+        tensor([0.])
     """
 
     def __init__(self, module: nn.Module, smoothing: Smoothing) -> None:
