@@ -14,7 +14,7 @@ Example:
 
 __version__ = "0.1.0"
 
-from kinkgrad import nn, ops, optim, prox
+from kinkgrad import nn, ops, optim, prox, smoothing
 from kinkgrad._atlas import AtlasRow, atlas
 from kinkgrad._audit import AuditError, AuditReport, SiteAudit, audit, load_model
 from kinkgrad._bifurcation import Bifurcation, bifurcation
@@ -32,6 +32,8 @@ from kinkgrad._patch import PatchHandle, patch
 from kinkgrad._policy import kink_policy
 from kinkgrad._registry import OPS as registry
 from kinkgrad._rules import TIE_RULES, KinkWarning
+from kinkgrad._smooth import SmoothHandle, Smoothing, smooth
+from kinkgrad.smoothing import Continuation
 
 __all__ = [
     "TIE_RULES",
@@ -40,12 +42,15 @@ __all__ = [
     "AuditError",
     "AuditReport",
     "Bifurcation",
+    "Continuation",
     "KinkMonitor",
     "KinkRecord",
     "KinkSite",
     "KinkWarning",
     "PatchHandle",
     "SiteAudit",
+    "SmoothHandle",
+    "Smoothing",
     "UnsupportedKinkError",
     "__version__",
     "atlas",
@@ -63,4 +68,6 @@ __all__ = [
     "patch",
     "prox",
     "registry",
+    "smooth",
+    "smoothing",
 ]
