@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 import kinkgrad
 from benchmarks._timing import interleaved
-from benchmarks.bench_policy import mnist_like
+from benchmarks.bench_policy import _cnn, _mlp, mnist_like  # the same models as the policy benchmark
 from kinkgrad._monitor import KinkMonitor
 from kinkgrad._observe import observing
 
@@ -38,26 +38,6 @@ TARGET = 1.10
 LEARNING_RATE = 1e-3
 
 ModelKind = Literal["mlp", "cnn"]
-
-
-def _mlp() -> nn.Module:
-    return nn.Sequential(
-        nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10)
-    )
-
-
-def _cnn() -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1, bias=False),
-        nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1, bias=False),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(32 * 14 * 14, 128),
-        nn.ReLU(),
-        nn.Linear(128, 10),
-    )
 
 
 _MODELS: Mapping[ModelKind, Callable[[], nn.Module]] = {"mlp": _mlp, "cnn": _cnn}
