@@ -26,13 +26,14 @@ def upstream_like(y: Tensor) -> Tensor:
 def native_grad(probe: Probe, inputs: Sequence[Tensor]) -> list[Tensor]:
     """Plain PyTorch's gradient (no policy) of ``<upstream, call(inputs)>`` w.r.t. the float inputs."""
     leaves = [t.detach().clone().requires_grad_(t.is_floating_point()) for t in inputs]
-    y = _values(probe.call(*leaves))
+    y = values_of(probe.call(*leaves))
     wrt = [leaves[i] for i in float_inputs(leaves)]
     grads = torch.autograd.grad(y, wrt, upstream_like(y), allow_unused=True)
     return [torch.zeros_like(w) if g is None else g for w, g in zip(wrt, grads)]
 
 
-def _values(out: Any) -> Tensor:
+def values_of(out: Any) -> Tensor:
+    """The values of an op's output (``torch.max(x, dim)`` and friends return ``(values, indices)``)."""
     return out.values if hasattr(out, "values") and not isinstance(out, Tensor) else out
 
 

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from kinkgrad import kink_policy
 from kinkgrad._registry import OPS, OpSpec, Probe
-from oracles import candidates, expected, float_inputs, upstream_like
+from oracles import candidates, expected, float_inputs, upstream_like, values_of
 
 CHOICES = {"lambda": (0.0, 0.3, 1.0), "ties": ("first", "last", "split")}
 SHOWCASE = {"lambda": 0.3, "ties": "last"}  # the choice used in the slower (compiled) cells
@@ -24,20 +24,16 @@ CASES = [(spec, probe) for spec in OPS.values() for probe in spec.probes]
 IDS = [f"{spec.name}[{probe.point}]" for spec, probe in CASES]
 
 
-def _values(out: Any) -> Tensor:
-    return out.values if hasattr(out, "values") and not isinstance(out, Tensor) else out
-
-
 def _loss_fn(probe: Probe, inputs: Sequence[Tensor]) -> Callable[..., Tensor]:
     """``floats -> <upstream, call(inputs)>`` with the non-float inputs held fixed."""
     floats = float_inputs(inputs)
-    up = upstream_like(_values(probe.call(*inputs)))
+    up = upstream_like(values_of(probe.call(*inputs)))
 
     def loss(*fl: Tensor) -> Tensor:
         full = list(inputs)
         for i, t in zip(floats, fl):
             full[i] = t
-        return (_values(probe.call(*full)) * up).sum()
+        return (values_of(probe.call(*full)) * up).sum()
 
     return loss
 
