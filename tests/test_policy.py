@@ -242,3 +242,16 @@ def test_double_backward_through_an_eager_kink_rule() -> None:
     plain, ours = hvp(False), hvp(True)
     torch.testing.assert_close(ours[1:], plain[1:])  # away from the kink: PyTorch's second derivative
     assert float(ours[1:].abs().sum()) > 0
+
+
+def test_double_backward_through_the_relu_rule_keeps_the_chosen_slope() -> None:
+    """relu's eager rule computes PyTorch's backward from the output and adds the slope at the kink;
+    with create_graph=True that sum stays differentiable: d/dw of (relu'(x)·w·c) is relu'(x)·c."""
+    x = torch.tensor([0.0, 0.3, -0.7, 0.0], dtype=torch.float64, requires_grad=True)
+    w = torch.tensor([1.5, 2.0, 2.5, -1.0], dtype=torch.float64, requires_grad=True)
+    c = torch.tensor([3.0, 5.0, 7.0, 11.0], dtype=torch.float64)
+    with kink_policy(relu=0.25):
+        (g,) = torch.autograd.grad((F.relu(x) * w).sum(), x, create_graph=True)
+    (gw,) = torch.autograd.grad((g * c).sum(), w)
+    torch.testing.assert_close(g.detach(), torch.tensor([0.375, 2.0, 0.0, -0.25], dtype=torch.float64))
+    torch.testing.assert_close(gw, torch.tensor([0.75, 5.0, 0.0, 2.75], dtype=torch.float64))

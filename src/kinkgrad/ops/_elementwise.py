@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from kinkgrad._autodiff import Trace, needs_rule, signed_zero, straight_through, trace_mode
+from kinkgrad._autodiff import Trace, any_true, needs_rule, signed_zero, straight_through, trace_mode
 from kinkgrad._observe import active_observer, silenced
 from kinkgrad._policy import from_policy
 from kinkgrad._rules import Chooser, check_lambda
@@ -63,9 +63,11 @@ def _apply(
     kinks: Sequence[Kink],
     at_kink: Any,
     pure: bool = True,
+    grad_from_output: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> Tensor:
     """PyTorch's ``f(x)``, with the derivative at each kink set by ``at_kink`` (``pure``: ``f`` has no
-    differentiable input but ``x``).
+    differentiable input but ``x``; ``grad_from_output(grad, f(x))``: ``f``'s own backward computed
+    from its output, 0 at the kinks, as ``relu``'s is).
 
     At the kinks the surrogate is ``f(x - m·d) + signed_zero(s·m·d)`` with ``d = x - x.detach()``
     (exactly 0, derivative 1), ``m`` the 0/1 kink mask and ``s`` the chosen slope: the first term has
@@ -83,16 +85,17 @@ def _apply(
     kinks = [k for k in kinks if -math.inf < k.point < math.inf]  # (NaN and ±inf bounds: no kink)
     if not kinks or (mode is Trace.NONE and watch is None):
         return f(x)
-    if mode is Trace.EAGER and watch is None and not any(_hit(x, k.point) for k in kinks):
+    masks = kink_masks(x, kinks, mode if watch is None else Trace.ALWAYS)
+    if masks is None:
         return f(x)  # the common eager case: one cheap pass over x, PyTorch's own op and derivative
-    masks = [x == k.point for k in kinks]
     mask = masks[0]
     for m in masks[1:]:
         mask = mask | m
     if isinstance(lam, Chooser) and needs_rule(mode, mask):
         lam = lam.lambdas(name, x, mask)
     if lam is not None and needs_rule(mode, mask) and mode is Trace.EAGER and pure and isinstance(lam, float):
-        out = _EagerRule.apply(x, masks, [float(_slope(k, lam, x)) for k in kinks], f)
+        slopes = [float(_slope(k, lam, x)) for k in kinks]
+        out = _EagerRule.apply(x, masks, slopes, f, grad_from_output)
     elif lam is not None and needs_rule(mode, mask):
         weights = [m.to(x.dtype) for m in masks]
         slope = sum((_slope(k, lam, x) * w for k, w in zip(kinks, weights)), torch.zeros((), dtype=x.dtype))
@@ -109,47 +112,100 @@ def _apply(
     return out
 
 
+def _at(x: Tensor, point: float) -> Tensor:
+    """The boolean mask ``x == point``. At 0 it is ``~x.bool()``: on CPU a float-to-bool cast is several
+    times faster than a comparison kernel (and, like ``==``, true at ±0 and false at NaN)."""
+    return x.bool().logical_not_() if point == 0 else x == point
+
+
+def kink_masks(x: Tensor, kinks: Sequence[Kink], mode: Trace) -> list[Tensor] | None:
+    """One mask per kink (``x == kink.point``), or ``None`` when, in eager mode, no element of ``x`` is
+    at any kink: one cheap pass over ``x`` and a byte reduction per kink decide whether a rule is
+    needed at all. Under a transform (whose traces cannot branch on data) the masks always come back.
+    """
+    if mode is not Trace.EAGER:
+        return [_at(x, k.point) for k in kinks]
+    masks = [_hit_mask(x, k.point) for k in kinks]
+    if all(m is None for m in masks):
+        return None
+    return [torch.zeros_like(x, dtype=torch.bool) if m is None else m for m in masks]
+
+
+def _hit_mask(x: Tensor, point: float) -> Tensor | None:
+    """The mask ``x == point`` if some element is at ``point``, else ``None`` (no temporary larger than
+    a byte per element; at 0 the mask of nonzeros decides first, then is negated in place)."""
+    if x.numel() == 0:
+        return None
+    if point == 0:
+        nonzero = x.bool()
+        return None if bool(nonzero.view(torch.uint8).amin()) else nonzero.logical_not_()
+    mask = x == point
+    return mask if any_true(mask) else None
+
+
 class _EagerRule(torch.autograd.Function):
     """Eager-only rule: forward is ``f``; backward is ``f``'s own except at the kinks, where it is the
-    chosen slope. Saves the input and a one-byte kink index, and recomputes ``f``'s backward.
+    chosen slope times the incoming gradient.
+
+    Saves the kink masks (one byte per element) and, for ``f``'s own backward, the output when
+    ``grad_from_output`` computes it from there (``relu``: the tensor PyTorch saves too, so the rule
+    keeps nothing alive that plain autograd would free), else the input (``f``'s backward is then
+    recomputed).
 
     Never used under ``torch.compile``, ``torch.func`` or forward-mode AD (see :func:`trace_mode`),
     where a custom rule could be bypassed: there the arithmetic surrogate of :func:`_apply` runs.
     """
 
     @staticmethod
-    def forward(x: Tensor, masks: list[Tensor], slopes: list[float], f: Callable[[Tensor], Tensor]) -> Tensor:
+    def forward(
+        x: Tensor,
+        masks: list[Tensor],
+        slopes: list[float],
+        f: Callable[[Tensor], Tensor],
+        grad_from_output: Callable[[Tensor, Tensor], Tensor] | None,
+    ) -> Tensor:
         return f(x)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-        x, masks, slopes, f = inputs
-        index = torch.zeros(x.shape, dtype=torch.uint8, device=x.device)
-        for i, m in enumerate(masks, start=1):
-            index.masked_fill_(m, i)
-        ctx.save_for_backward(x, index)
-        ctx.slopes, ctx.f = slopes, f
+        x, masks, slopes, f, grad_from_output = inputs
+        ctx.save_for_backward(x if grad_from_output is None else output, *masks)
+        ctx.slopes, ctx.f, ctx.grad_from_output = slopes, f, grad_from_output
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
-        x, index = ctx.saved_tensors
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        saved, *masks = ctx.saved_tensors
         create = torch.is_grad_enabled()  # double backward (create_graph=True): keep the graph
+        if ctx.grad_from_output is not None:
+            out = ctx.grad_from_output(grad, saved)  # 0 at the kinks: add the slope's share there
+            for m, s in zip(masks, ctx.slopes):
+                out = _add_at_kinks(out, grad, m, s, create)
+            return out, None, None, None, None
         with torch.enable_grad():
-            leaf = x if create and x.requires_grad else x.detach().requires_grad_()
-            (native,) = torch.autograd.grad(ctx.f(leaf), leaf, grad, create_graph=create)
-        table = torch.tensor([0.0, *ctx.slopes], dtype=grad.dtype, device=grad.device)
-        return torch.where(index > 0, grad * table[index.long()], native), None, None, None
+            leaf = saved if create and saved.requires_grad else saved.detach().requires_grad_()
+            (out,) = torch.autograd.grad(ctx.f(leaf), leaf, grad, create_graph=create)
+        for m, s in zip(masks, ctx.slopes):  # out + m·(s·grad - out): s·grad at the kinks, out elsewhere
+            out = torch.addcmul(out, grad * s - out, m.view(torch.uint8))
+        return out, None, None, None, None
 
 
-def _hit(x: Tensor, point: float) -> bool:
-    """Does any entry of ``x`` equal ``point``? (A min-reduction of distances avoids a boolean tensor;
-    a NaN, which hides the minimum, falls back to an exact count.)"""
-    if x.numel() == 0:
-        return False
-    gap = (x.abs() if point == 0 else (x - point).abs()).amin()
-    if bool(gap.isnan()):
-        return int(torch.count_nonzero(x - point)) < x.numel()
-    return bool(gap == 0)
+def _add_at_kinks(out: Tensor, grad: Tensor, mask: Tensor, slope: float, create: bool) -> Tensor:
+    """``out + slope·grad·mask``. Without a graph to keep, in place and in slices of about 256K elements:
+    the byte mask is widened to ``out``'s dtype on the way, and slices keep that copy small and in cache.
+    """
+    if create:
+        return torch.addcmul(out, grad, mask.view(torch.uint8), value=slope)
+    rows = max(1, out.shape[0] * 2**18 // out.numel()) if out.dim() > 0 and out.numel() > 0 else 0
+    if rows == 0 or rows >= out.shape[0]:
+        return out.addcmul_(grad, mask.view(torch.uint8), value=slope)
+    for o, g, m in zip(out.split(rows), grad.expand_as(out).split(rows), mask.view(torch.uint8).split(rows)):
+        o.addcmul_(g, m, value=slope)
+    return out
+
+
+def _relu_grad(grad: Tensor, output: Tensor) -> Tensor:
+    """``relu``'s own backward, from its output (PyTorch's formula)."""
+    return torch.ops.aten.threshold_backward(grad, output, 0)
 
 
 def _slope(k: Kink, lam: float | Tensor, x: Tensor) -> float | Tensor:
@@ -165,21 +221,33 @@ def _as_tensor(v: float | Tensor, x: Tensor) -> Tensor:
 
 
 def _elementwise(
-    name: str, x: Tensor, inplace: bool, at_kink: Any, kinks: Sequence[Kink], native: Any, *args: Any
+    name: str,
+    x: Tensor,
+    inplace: bool,
+    at_kink: Any,
+    kinks: Sequence[Kink],
+    native: Any,
+    *args: Any,
+    grad_from_output: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> Tensor:
     """Shared body: ``native(x, *args, inplace=False)`` is PyTorch's op."""
     at_kink = from_policy(name, at_kink)
-    quiet = at_kink is None and active_observer() is None
+    watch = active_observer()
+    quiet = at_kink is None and watch is None
 
     def out_of_place(t: Tensor) -> Tensor:
         return native(t, *args, inplace=False)
 
+    if inplace and not quiet and watch is None and x.is_floating_point():
+        mode = trace_mode(x)
+        if mode is Trace.NONE or (mode is Trace.EAGER and kink_masks(x, kinks, mode) is None):
+            quiet = True  # no rule can apply: PyTorch's own in-place op
     if inplace and (quiet or not x.is_floating_point() or trace_mode(x) is Trace.NONE):
         if not quiet:  # observe on a copy of the input, then let PyTorch work in place
             _apply(name, x, out_of_place, kinks, at_kink)
         return native(x, *args, inplace=True)
     if not inplace:
-        return _apply(name, x, out_of_place, kinks, at_kink)
+        return _apply(name, x, out_of_place, kinks, at_kink, grad_from_output=grad_from_output)
     source = x.clone()  # PyTorch's backward may need the input that the copy below overwrites
     return x.copy_(_apply(name, source, out_of_place, kinks, at_kink))
 
@@ -210,7 +278,9 @@ def relu(input: Tensor, inplace: bool = False, *, at_kink: Any = None) -> Tensor
         >>> x.grad
         tensor([0., 3., 3.])
     """
-    return _elementwise("relu", input, inplace, at_kink, (Kink(0.0, 0.0, 1.0),), F.relu)
+    return _elementwise(
+        "relu", input, inplace, at_kink, (Kink(0.0, 0.0, 1.0),), F.relu, grad_from_output=_relu_grad
+    )
 
 
 def leaky_relu(
