@@ -95,9 +95,9 @@ Key = tuple[str, str, int]
 
 def _count(mask: Tensor) -> Count:
     """``True`` entries of a boolean ``mask``: an ``int`` on the CPU, a device tensor elsewhere (no
-    synchronisation). A sum in ``int32`` is the fastest count PyTorch has; it cannot overflow below
-    2³¹ entries."""
-    total = mask.sum(dtype=torch.int32 if mask.numel() < 2**31 else torch.int64)
+    synchronisation). ``count_nonzero`` reads the bytes as they are (a ``sum`` first widens the whole
+    mask to an integer copy)."""
+    total = torch.count_nonzero(mask)
     return int(total) if total.device.type == "cpu" else total
 
 
@@ -282,8 +282,7 @@ class KinkMonitor:
                 exact = exact * repeat
             near: Count = exact
             if distance is not None and distance.numel() > 0:
-                distance = distance.detach()
-                near = _count(distance <= self._tolerance(distance))
+                near = self._near(distance.detach(), exact)
             with self._lock:
                 tally = self._tallies.get(key)
                 if tally is None:
@@ -295,20 +294,25 @@ class KinkMonitor:
             if output.requires_grad and not (isinstance(exact, int) and exact == 0):
                 output.register_hook(self._cotangent_hook(tally, kinks))
 
-    def _tolerance(self, distance: Tensor) -> float | Tensor:
-        """``k·ε·s`` (see the class docstring): a float on the CPU, a 0-dim tensor elsewhere."""
+    def _near(self, distance: Tensor, exact: Count) -> Count:
+        """Entries with ``distance <= k·ε·s`` (see the class docstring). On the CPU, one pass finds the
+        smallest and largest distance first; when nothing is exact and the smallest is beyond the
+        tolerance (the usual case), no entry can be near and the count is skipped."""
         eps = self.near_ulps * torch.finfo(distance.dtype).eps
         if distance.device.type == "cpu":
-            scale = float(distance.amax())
-            if math.isfinite(scale):
-                return scale * eps
-        scale_t = torch.where(torch.isfinite(distance), distance, 0).amax()
-        return float(scale_t) * eps if distance.device.type == "cpu" else scale_t * eps
+            lo, hi = (float(v) for v in torch.aminmax(distance))
+            if math.isfinite(hi):
+                if exact == 0 and lo > hi * eps:
+                    return 0
+                return _count(distance <= hi * eps)
+        scale = torch.where(torch.isfinite(distance), distance, 0).amax()
+        tolerance = float(scale) * eps if distance.device.type == "cpu" else scale * eps
+        return _count(distance <= tolerance)
 
     def _cotangent_hook(self, tally: _Tally, kinks: Tensor) -> Callable[[Tensor], None]:
         def hook(grad: Tensor) -> None:
             with torch._C.DisableTorchFunction():
-                hit = _count((grad != 0) & kinks)  # NaN cotangents count as nonzero
+                hit = _count(grad.bool().logical_and_(kinks))  # NaN cotangents count as nonzero
             with self._lock:
                 tally.bifurcating_kinks += hit
 

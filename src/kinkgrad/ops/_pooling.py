@@ -75,27 +75,41 @@ def _outer(valids: Sequence[Tensor]) -> Tensor:
 
 
 Windows = Callable[[Tensor, float], Tensor]
-"""``windows(t, fill)``: ``t`` (shaped like the input) cut into ``[..., O1..On, K1*...*Kn]`` windows,
-entries outside the input filled with ``fill``."""
+"""``windows(t, fill)``: ``t`` (shaped like the input) cut into ``[..., O1..On, *window]`` windows
+(one or more trailing window dims, often a strided view of ``t``), entries outside the input filled
+with ``fill``."""
 
 
-def _resolve(name: str, input: Tensor, value: Tensor, windows: Windows, at_kink: Any) -> Tensor:
+def _resolve(
+    name: str, input: Tensor, value: Tensor, windows: Windows, window_dims: int, at_kink: Any
+) -> Tensor:
     watch = active_observer()
     rule = None if at_kink is None else check_tie_rule(at_kink)
     mode = trace_mode(input)
     if (mode is Trace.NONE and watch is None) or input.numel() == 0:
         return value
-    candidates = windows(input, -math.inf)
-    tied = (candidates == value.unsqueeze(-1)) & torch.isfinite(candidates)
-    hit = tied.sum(-1) > 1
+    views = windows(input, -math.inf)
+    # a candidate is tied when it equals its window's finite maximum: ``c - max`` is exactly 0 there,
+    # and nonzero or NaN elsewhere (inf - inf and the -inf fill of padding included). The difference
+    # reads the strided windows in place (in the input's memory order), its cast to bool and a byte
+    # count per window are much cheaper than ``==`` and a widening ``sum``.
+    others = (views - value.view(value.shape + (1,) * window_dims)).bool()
+    size = math.prod(others.shape[-window_dims:])
+    count = others.view(torch.uint8).sum(
+        tuple(range(-window_dims, 0)), dtype=torch.uint8 if size < 256 else torch.int32
+    )
+    hit = count < size - 1
     out = value
     if rule is not None and needs_rule(mode, hit):
+        tied = others.logical_not_().flatten(-window_dims)
         if isinstance(rule, Chooser):
-            w = rule.weights(name, tied, candidates, None)
+            w = rule.weights(name, tied, views.flatten(-window_dims), None)
         else:
             w = tie_weights(tied, rule, input.dtype, _generator())
         if w is not None:
-            out = _finite_where(value, (w * windows(zero_tangent(input), 0.0)).sum(-1))
+            tangents = windows(zero_tangent(input), 0.0)
+            picked = w.reshape(tangents.shape) * tangents
+            out = _finite_where(value, picked.sum(tuple(range(-window_dims, 0))))
     if watch is not None:
         watch.report(name, out, hit, None)
     return out
@@ -132,7 +146,7 @@ def _unfolded(
             if d[i] > 1:
                 t = t[..., :: d[i]]
             t = t.narrow(base + i, 0, out[i])
-        return t.flatten(-n)
+        return t
 
     return windows
 
@@ -161,7 +175,7 @@ def _max_pool(
     s = _tuple(stride, n) or k
     p, d = _tuple(padding, n), _tuple(dilation, n)
     windows = _unfolded(n, k, s, p, d, value.shape[-n:])
-    out_value = _resolve(native.__name__, input, value, windows, at_kink)
+    out_value = _resolve(native.__name__, input, value, windows, n, at_kink)
     return (out_value, indices) if return_indices else out_value
 
 
@@ -235,7 +249,7 @@ def _adaptive(
         ends = torch.div((j + 1) * length + out - 1, out, rounding_mode="floor")
         size = max(math.ceil((jj + 1) * length / out) - (jj * length) // out for jj in range(out))
         tables.append(_window_table(starts, ends, size, length, 1))
-    out_value = _resolve(native.__name__, input, value, _gathered(tables), at_kink)
+    out_value = _resolve(native.__name__, input, value, _gathered(tables), 1, at_kink)
     return (out_value, indices) if return_indices else out_value
 
 
