@@ -235,6 +235,47 @@ def test_operators_pickle_copy_and_compare(case: ProxCase) -> None:
     assert type(case.op).__name__ in repr(case.op)
 
 
+# Operators whose prox (scalar step) acts coordinate by coordinate by one rule; the optimizers rely on
+# ``elementwise`` to apply them slice by slice. Listed here, not read from the operators.
+ELEMENTWISE = {"l1", "elastic", "l0", "nonneg", "box"}
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_elementwise_flag_and_the_prox_of_a_slice(case: ProxCase) -> None:
+    assert case.op.elementwise == (case.id in ELEMENTWISE)
+    if not case.op.elementwise:
+        return
+    # the claim: the prox of any slice is that slice of the prox (of a tensor of another shape, too)
+    x = 2.0 * torch.randn(7, 11, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    x[0, :3] = 0.0
+    whole = case.op.prox(x, 0.7)
+    flat = x.reshape(-1)
+    for piece, start in ((flat[5:40], 5), (flat[:1], 0), (flat[40:], 40)):
+        z = piece.clone()
+        case.op.prox_(z, 0.7)
+        torch.testing.assert_close(z, whole.reshape(-1)[start : start + piece.numel()], rtol=0, atol=0)
+    # and it does depend on nothing but the coordinate: a permuted input gives the permuted output
+    perm = torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(6))
+    torch.testing.assert_close(case.op.prox(flat[perm], 0.7), whole.reshape(-1)[perm], rtol=0, atol=0)
+
+
+def test_box_with_a_zero_dim_tensor_bound_is_elementwise() -> None:
+    assert P.Box(torch.tensor(-1.0), 2.0).elementwise
+    assert not P.Box(torch.zeros(3), 1.0).elementwise
+
+
+def test_box_with_one_tensor_bound_and_one_number() -> None:
+    x = torch.tensor([[-2.0, 0.5, 3.0], [0.2, -0.1, 1.5]], dtype=torch.float64)
+    lo = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
+    want = torch.tensor([[-1.0, 0.5, 2.0], [0.2, 0.0, 1.5]], dtype=torch.float64)
+    for box, expected in ((P.Box(lo, 2.0), want), (P.Box(-0.5, lo + 1.0), x.clamp(-0.5).minimum(lo + 1.0))):
+        torch.testing.assert_close(box.prox(x, 1.0), expected, rtol=0, atol=0)
+        y = x.clone()
+        box.prox_(y, 0.3)
+        torch.testing.assert_close(y, expected, rtol=0, atol=0)
+    assert P.Box(torch.tensor(0.0), 1.0).prox(torch.tensor([-1.0, 2.0]), 1.0).tolist() == [0.0, 1.0]
+
+
 # -- closed forms and kinks, value by value -----------------------------------------------------------
 
 

@@ -139,6 +139,7 @@ class ProxSGD(Optimizer):
                     self.state[p]["momentum_buffer"] = b
                 directions = rules.nesterov(grads, filled, momentum, foreach) if group["nesterov"] else filled
             lr = group["lr"]
-            rules.add_scaled_(params, directions, lr if group["maximize"] else -lr, foreach)
-            rules.prox_(params, group["prox"], float(lr))
+            rules.step_prox_(
+                params, directions, lr if group["maximize"] else -lr, group["prox"], float(lr), foreach
+            )
         return loss

@@ -1,7 +1,9 @@
 """Small step rules on lists of tensors, each with a plain loop and a ``torch._foreach_*`` twin.
 
 The optimizers are short recipes over these pieces; nothing here knows about param groups. A prox has no
-foreach twin: :func:`prox_` applies it per tensor (one in-place kernel each for the separable operators).
+foreach twin: :func:`prox_` applies it per tensor (one in-place kernel each for the separable operators),
+and :func:`step_prox_` fuses a gradient step with an elementwise prox slice by slice on CPU, so that the
+prox reads what the step has just written from cache rather than from main memory.
 """
 
 from __future__ import annotations
@@ -30,7 +32,12 @@ __all__ = [
     "prox_",
     "reciprocal_scaled",
     "sq_norm",
+    "step_prox_",
 ]
+
+# Slice size of step_prox_ (bytes of one parameter slice): the step writes the slice, the prox then
+# finds it in L2/L3. Larger slices fall out of cache, smaller ones pay two kernel launches per slice.
+SLICE_BYTES = 2 << 20
 
 
 def evaluate(closure: Callable[[], float] | None) -> float | None:
@@ -219,3 +226,41 @@ def prox_(params: list[Tensor], prox: Prox | None, steps: float | Sequence[Tenso
     else:
         for p, s in zip(params, steps):
             prox.prox_(p, s)
+
+
+def step_prox_(
+    params: list[Tensor],
+    directions: list[Tensor],
+    alpha: float,
+    prox: Prox | None,
+    step: float,
+    foreach: bool,
+) -> None:
+    """``p <- prox(p + alpha * d, step)`` for each pair: a gradient step, then the prox with a scalar step.
+
+    Without a prox this is :func:`add_scaled_`. With an :attr:`~kinkgrad.prox.Prox.elementwise` prox, a
+    contiguous CPU parameter larger than :data:`SLICE_BYTES` is done slice by slice (views of the
+    flattened tensor): each slice is stepped and then proxed while it is still in cache, so the parameter
+    makes one round trip through main memory instead of two. Each coordinate goes through the same two
+    kernels as in the whole-tensor path, so the result is the same. Everything else (other devices,
+    strided tensors, small tensors, non-elementwise operators) takes :func:`add_scaled_` then
+    :func:`prox_`.
+    """
+    if prox is None or not prox.elementwise:
+        add_scaled_(params, directions, alpha, foreach)
+        prox_(params, prox, step)
+        return
+    rest_params: list[Tensor] = []
+    rest_directions: list[Tensor] = []
+    for p, d in zip(params, directions):
+        size = max(SLICE_BYTES // p.element_size(), 1)
+        if p.device.type != "cpu" or p.numel() <= size or not (p.is_contiguous() and d.is_contiguous()):
+            rest_params.append(p)
+            rest_directions.append(d)
+            continue
+        for p_slice, d_slice in zip(p.view(-1).split(size), d.view(-1).split(size)):
+            p_slice.add_(d_slice, alpha=alpha)
+            prox.prox_(p_slice, step)
+    if rest_params:
+        add_scaled_(rest_params, rest_directions, alpha, foreach)
+        prox_(rest_params, prox, step)

@@ -287,8 +287,9 @@ class Subgradient(Optimizer):
             for eta, idx in rules.buckets(etas, len(params)).items():
                 assert isinstance(eta, float)
                 moved = [params[i] for i in idx]
-                rules.add_scaled_(moved, [grads[i] for i in idx], sign * eta, foreach)
-                rules.prox_(moved, group["projection"], eta)
+                rules.step_prox_(
+                    moved, [grads[i] for i in idx], sign * eta, group["projection"], eta, foreach
+                )
             for p in params:
                 self.state[p]["step"] += 1
         record = self._record()

@@ -57,6 +57,16 @@ class Prox(abc.ABC):
         broadcasts to ``x.shape``.
         """
 
+    @property
+    def elementwise(self) -> bool:
+        """Whether, for a scalar step, the prox acts on each coordinate alone by one rule for all.
+
+        Then the prox of any slice of ``x`` is the same slice of the prox of ``x``, so an optimizer may
+        apply it slice by slice, right after updating each slice, while the slice is still in cache.
+        ``False`` here; operators for which it holds say so.
+        """
+        return False
+
     def prox(self, x: Tensor, step: float | Tensor) -> Tensor:
         """Return :math:`\\operatorname{prox}(x, s)` as a new tensor (``x`` is left unchanged).
 

@@ -65,6 +65,10 @@ class L1(Prox):
     def __post_init__(self) -> None:
         object.__setattr__(self, "lam", _check_nonneg("L1", "lam", self.lam))
 
+    @property
+    def elementwise(self) -> bool:
+        return True
+
     def value(self, x: Tensor) -> Tensor:
         _check_x(self, x)
         return self.lam * x.abs().sum()
@@ -110,6 +114,10 @@ class ElasticNet(Prox):
     def __post_init__(self) -> None:
         object.__setattr__(self, "l1", _check_nonneg("ElasticNet", "l1", self.l1))
         object.__setattr__(self, "l2", _check_nonneg("ElasticNet", "l2", self.l2))
+
+    @property
+    def elementwise(self) -> bool:
+        return True
 
     def value(self, x: Tensor) -> Tensor:
         _check_x(self, x)
@@ -157,6 +165,10 @@ class L0(Prox):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lam", _check_nonneg("L0", "lam", self.lam))
+
+    @property
+    def elementwise(self) -> bool:
+        return True
 
     def value(self, x: Tensor) -> Tensor:
         _check_x(self, x)

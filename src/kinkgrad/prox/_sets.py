@@ -42,6 +42,10 @@ class NonNegative(Projection):
         Spaces", 2nd ed., Springer, 2017, example 29.18.
     """
 
+    @property
+    def elementwise(self) -> bool:
+        return True
+
     def _contains(self, x: Tensor) -> bool:
         return bool((x >= 0).all())
 
@@ -115,12 +119,19 @@ class Box(Projection):
 
     __hash__ = None  # type: ignore[assignment]
 
+    @property
+    def elementwise(self) -> bool:
+        # A tensor bound is tied to coordinates of the whole input; a 0-dim one is not.
+        return all(not isinstance(b, Tensor) or b.dim() == 0 for b in (self.lo, self.hi))
+
     def _bounds(self, x: Tensor) -> tuple[float | Tensor, float | Tensor]:
         lo, hi = self.lo, self.hi
         if isinstance(lo, Tensor):
             lo = lo.to(dtype=x.dtype, device=x.device)
         if isinstance(hi, Tensor):
             hi = hi.to(dtype=x.dtype, device=x.device)
+        if isinstance(lo, Tensor) != isinstance(hi, Tensor):  # clamp takes two numbers or two tensors
+            lo, hi = (torch.as_tensor(b, dtype=x.dtype, device=x.device) for b in (lo, hi))
         return lo, hi
 
     def _contains(self, x: Tensor) -> bool:
