@@ -269,9 +269,9 @@ class KinkMonitor:
     def report(self, op: str, output: Tensor, kinks: Tensor, distance: Tensor | None) -> None:
         """Count one op call (called by the ops through :mod:`kinkgrad._observe`)."""
         outer = self._outer[-1] if self._outer else None
-        if outer is not None:
-            outer.report(op, output, kinks, distance)
         if _transformed():
+            if outer is not None:
+                outer.report(op, output, kinks, distance)
             return
         with torch._C.DisableTorchFunction():  # our own arithmetic is not routed or reported
             key = (self._site(), op, self._step)
@@ -282,7 +282,7 @@ class KinkMonitor:
                 exact = exact * repeat
             near: Count = exact
             if distance is not None and distance.numel() > 0:
-                near = self._near(distance.detach(), exact)
+                near = self._near(distance.detach(), exact, scratch=outer is None)
             with self._lock:
                 tally = self._tallies.get(key)
                 if tally is None:
@@ -293,21 +293,28 @@ class KinkMonitor:
                 tally.near_kinks += near
             if output.requires_grad and not (isinstance(exact, int) and exact == 0):
                 output.register_hook(self._cotangent_hook(tally, kinks))
+        if outer is not None:  # last: the outermost monitor, the last to read ``distance``, may overwrite it
+            outer.report(op, output, kinks, distance)
 
-    def _near(self, distance: Tensor, exact: Count) -> Count:
+    def _near(self, distance: Tensor, exact: Count, scratch: bool) -> Count:
         """Entries with ``distance <= k·ε·s`` (see the class docstring). On the CPU, one pass finds the
         smallest and largest distance first; when nothing is exact and the smallest is beyond the
-        tolerance (the usual case), no entry can be near and the count is skipped."""
+        tolerance (the usual case), no entry can be near and the count is skipped. Otherwise the
+        entries beyond it (NaN included) are those that ``threshold`` keeps nonzero: a float kernel and
+        a cast, several times cheaper on the CPU than the ``<=`` comparison kernel; with ``scratch``
+        (no other observer will read ``distance``) it overwrites ``distance`` instead of allocating."""
         eps = self.near_ulps * torch.finfo(distance.dtype).eps
-        if distance.device.type == "cpu":
-            lo, hi = (float(v) for v in torch.aminmax(distance))
-            if math.isfinite(hi):
-                if exact == 0 and lo > hi * eps:
-                    return 0
-                return _count(distance <= hi * eps)
-        scale = torch.where(torch.isfinite(distance), distance, 0).amax()
-        tolerance = float(scale) * eps if distance.device.type == "cpu" else scale * eps
-        return _count(distance <= tolerance)
+        if distance.device.type != "cpu":
+            scale = torch.where(torch.isfinite(distance), distance, 0).amax()
+            return _count(distance <= scale * eps)
+        lo, hi = (float(v) for v in torch.aminmax(distance))
+        if not math.isfinite(hi):
+            hi = float(torch.where(torch.isfinite(distance), distance, 0).amax())
+        tolerance = hi * eps
+        if exact == 0 and lo > tolerance:
+            return 0
+        beyond = (torch.threshold_ if scratch else torch.threshold)(distance, tolerance, 0.0).bool()
+        return distance.numel() - _count(beyond)
 
     def _cotangent_hook(self, tally: _Tally, kinks: Tensor) -> Callable[[Tensor], None]:
         def hook(grad: Tensor) -> None:

@@ -8,7 +8,8 @@ and whether or not a gradient is recorded:
   kink (elementwise ops), from a tie (binary ops, reductions, pools, sorts), or from a slice with a kink
   (norms, losses);
 * ``distance``: for elementwise and binary ops, each input's distance to its nearest kink (``None``
-  elsewhere), from which "near kinks" are counted.
+  elsewhere), from which "near kinks" are counted: a fresh tensor made for the observers, outside
+  any autograd graph, which an observer may overwrite once it has passed the report on.
 
 Observing never changes a value or a derivative.
 """
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
+import torch
 from torch import Tensor
 
 
@@ -50,6 +52,19 @@ def observing(observer: Observer) -> Iterator[None]:
             yield
     finally:
         _state.observer = previous
+        if previous is None:
+            _state.scratch = {}
+
+
+def scratch(like: Tensor) -> Tensor:
+    """An uninitialised tensor shaped like ``like`` for one report's ``distance``, on storage reused from
+    call to call while observing (a fresh large allocation costs page faults on every call)."""
+    cache: dict[tuple[torch.dtype, torch.device], Tensor] = _state.__dict__.setdefault("scratch", {})
+    key = (like.dtype, like.device)
+    buffer = cache.get(key)
+    if buffer is None or buffer.numel() < like.numel():
+        buffer = cache[key] = torch.empty(like.numel(), dtype=like.dtype, device=like.device)
+    return buffer[: like.numel()].view(like.shape)
 
 
 def report(op: str, output: Tensor, kinks: Tensor, distance: Tensor | None = None) -> None:

@@ -164,6 +164,21 @@ def test_nested_monitors_both_count() -> None:
     assert sum(r.elements for r in inner.summary()) == 3
 
 
+def test_nested_monitors_both_count_near_kinks() -> None:
+    """Each monitor reads the distances before the outermost one may reuse their storage; with no
+    exact kink, NaN and inf entries are neither exact nor near, and the scale ignores inf."""
+    eps = torch.finfo(torch.float32).eps
+    x = torch.tensor([8.0, 0.0, 3 * eps * 8, -4 * eps * 8, 5 * eps * 8, 1.0])
+    quiet = torch.tensor([8.0, float("nan"), float("inf"), 3 * eps * 8, -5 * eps * 8])
+    with KinkMonitor(near_ulps=5) as outer:
+        with KinkMonitor(near_ulps=4) as inner:
+            torch.relu(x)
+        torch.relu(quiet)
+    assert (_one(inner).exact_kinks, _one(inner).near_kinks) == (1, 3)  # 0, 3 and 4 ulps
+    counts = sorted((r.elements, r.exact_kinks, r.near_kinks) for r in outer.summary())
+    assert counts == [(5, 0, 2), (6, 1, 4)]  # 3 and 5 ulps; 0, 3, 4 and 5 ulps
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="near_ulps"):
         KinkMonitor(near_ulps=-1)

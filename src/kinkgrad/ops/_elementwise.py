@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kinkgrad._autodiff import Trace, any_true, needs_rule, signed_zero, straight_through, trace_mode
-from kinkgrad._observe import active_observer, silenced
+from kinkgrad._observe import active_observer, scratch, silenced
 from kinkgrad._policy import from_policy
 from kinkgrad._rules import Chooser, check_lambda
 
@@ -106,8 +106,12 @@ def _apply(
     else:
         out = f(x)
     if watch is not None:
-        distances = [x.abs() if k.point == 0 else (x - k.point).abs() for k in kinks]
-        distance = distances[0] if len(distances) == 1 else torch.stack(distances).amin(0)
+        seen = x.detach()
+        if len(kinks) == 1:
+            offset = seen if kinks[0].point == 0 else seen - kinks[0].point
+            distance = torch.abs(offset, out=scratch(seen))
+        else:
+            distance = torch.stack([(seen - k.point).abs() for k in kinks]).amin(0)
         watch.report(name, out, mask, distance)
     return out
 

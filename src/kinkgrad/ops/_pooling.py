@@ -9,6 +9,7 @@ uneven windows of adaptive pooling all follow PyTorch's own window geometry.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -89,19 +90,12 @@ def _resolve(
     if (mode is Trace.NONE and watch is None) or input.numel() == 0:
         return value
     views = windows(input, -math.inf)
-    # a candidate is tied when it equals its window's finite maximum: ``c - max`` is exactly 0 there,
-    # and nonzero or NaN elsewhere (inf - inf and the -inf fill of padding included). The difference
-    # reads the strided windows in place (in the input's memory order), its cast to bool and a byte
-    # count per window are much cheaper than ``==`` and a widening ``sum``.
-    others = (views - value.view(value.shape + (1,) * window_dims)).bool()
-    size = math.prod(others.shape[-window_dims:])
-    count = others.view(torch.uint8).sum(
-        tuple(range(-window_dims, 0)), dtype=torch.uint8 if size < 256 else torch.int32
-    )
-    hit = count < size - 1
+    hit = _not_max(views, value, window_dims) < math.prod(views.shape[-window_dims:]) - 1
     out = value
     if rule is not None and needs_rule(mode, hit):
-        tied = others.logical_not_().flatten(-window_dims)
+        tied = (
+            (views - value.view(value.shape + (1,) * window_dims)).bool().logical_not_().flatten(-window_dims)
+        )
         if isinstance(rule, Chooser):
             w = rule.weights(name, tied, views.flatten(-window_dims), None)
         else:
@@ -113,6 +107,31 @@ def _resolve(
     if watch is not None:
         watch.report(name, out, hit, None)
     return out
+
+
+def _not_max(views: Tensor, value: Tensor, window_dims: int) -> Tensor:
+    """Per window, how many candidates are not its finite maximum (a window ties when at most
+    ``size - 2`` are not).
+
+    ``candidate - max`` is exactly 0 at a finite maximum and nonzero or NaN elsewhere (``inf - inf``
+    and the ``-inf`` fill of padding included); its cast to bool is counted in bytes. Strided windows
+    (``window_dims > 1``) are counted one window position at a time: each step is one pass over a
+    strided slice the size of the output, much cheaper than ``==`` (a slow kernel on CPU) and a
+    reduction over the small, strided window dims.
+    """
+    window = views.shape[views.dim() - window_dims :]
+    wide = math.prod(window) >= 256  # a byte count would overflow
+    if window_dims == 1:  # gathered windows: already a contiguous copy, one reduction is best
+        others = (views - value.unsqueeze(-1)).bool().view(torch.uint8)
+        return others.sum(-1, dtype=torch.int32 if wide else torch.uint8)
+    count: Tensor | None = None
+    for position in itertools.product(*(range(k) for k in window)):
+        other = (views[(..., *position)] - value).bool().view(torch.uint8)
+        if wide:
+            other = other.to(torch.int32)
+        count = other if count is None else count.add_(other)
+    assert count is not None
+    return count
 
 
 def _gathered(tables: Sequence[tuple[Tensor, Tensor]]) -> Windows:
