@@ -31,7 +31,6 @@ before every re-run, so every pass sees the same masks and the buffers are updat
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from typing import Any
 import torch
 import torch.autograd.forward_ad as fwad
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 from kinkgrad._policy import kink_policy
 from kinkgrad._rules import Chooser
@@ -57,6 +57,7 @@ class KinkSite:
     site: int
     ties: int
     after_bias: bool  #: elementwise kink whose input comes straight from a layer with a bias
+    inert: int = 0  #: ties proven not to matter (locally constant candidates): left undecided
 
 
 @dataclass(frozen=True)
@@ -127,41 +128,6 @@ class _Detector(Chooser):
 
 
 _CHANNEL_DIM = {"AddmmBackward0": -1, "AddBackward0": -1, "ConvolutionBackward0": 1}
-
-
-@dataclass
-class _OwnBias(_Detector):
-    """First pass with kinkgrad's own direction ``g``: an elementwise kink right after a layer with a
-    bias (``z = W x + b``) is decided by ``g`` restricted to that bias, whose tangent at ``z`` is just
-    ``g_b`` (no forward-mode pass). That is the first nonzero direction at ``z`` in the lexicographic
-    sequence (``g`` on each bias, latest used first, then ``g``): later biases cannot move ``z``. Any
-    other tie marks the pass as needing tangents."""
-
-    bias_direction: dict[int, Tensor] = field(default_factory=dict)  #: id(bias) -> g restricted to it
-
-    def lambdas(self, op: str, argument: Tensor, mask: Tensor) -> Tensor | None:
-        tangent = self._own_bias_tangent(argument)
-        self.sites.append(KinkSite(op, len(self.sites), int(mask.sum()), tangent is not None))
-        if tangent is None:
-            self.needs_tangent = True
-            return None
-        return (tangent > 0).to(argument.dtype).expand(argument.shape)
-
-    def _own_bias_tangent(self, z: Tensor) -> Tensor | None:
-        fn = z.grad_fn
-        dim = None if fn is None else _CHANNEL_DIM.get(fn.name())
-        if fn is None or dim is None:
-            return None
-        biases = [
-            v for v in (getattr(n, "variable", None) for n, _ in fn.next_functions) if isinstance(v, Tensor)
-        ]
-        biases = [b for b in biases if b.dim() == 1 and id(b) in self.bias_direction]
-        if len(biases) != 1 or z.dim() < 1 or z.shape[dim] != biases[0].numel():
-            return None
-        g = self.bias_direction[id(biases[0])]
-        shape = [1] * z.dim()
-        shape[dim] = -1
-        return g.reshape(shape)
 
 
 @dataclass
@@ -407,16 +373,6 @@ def _param_list(params: nn.Module | Iterable[Tensor]) -> tuple[nn.Module | None,
     return module, plist
 
 
-_TIES_SEEN: dict[tuple[int, ...], tuple[weakref.ref[Tensor], bool]] = {}
-"""Did the last call for these tensors need the tangent pass? (Ties persist from batch to batch, so the
-next call then skips the kink check.) Keyed by ids, checked against a weak reference."""
-
-
-def _ties_seen(key: tuple[int, ...], first: Tensor) -> bool:
-    entry = _TIES_SEEN.get(key)
-    return entry is not None and entry[0]() is first and entry[1]
-
-
 def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
@@ -450,12 +406,631 @@ def _check_same_direction(
         yield d, generic
 
 
+# ---- the fast path: one ordinary forward pass; decisions made before the backward pass ----------------
+#
+# ``relu`` and non-overlapping ``max_pool2d`` (the kink ops of almost every network) are certified in the
+# ordinary forward pass itself. Each checks for ties with one cheap pass over its input; a call with no
+# tie runs PyTorch's op, nothing else. A call with ties runs PyTorch's op inside a small autograd
+# function whose backward reads decisions that are made *after* the forward pass (``_ReluSite.open``,
+# ``_PoolSite.indices``), so no second forward pass is needed:
+#
+# * ties that provably cannot change the gradient are left alone (a max-pool window of relu outputs
+#   that are 0 because their inputs are strictly negative: locally constant candidates);
+# * with kinkgrad's own direction, relu ties right after a biased layer are decided by the bias's own
+#   direction (``_OwnBias``), no tangent at all;
+# * the others get tangents: forward-mode derivatives computed from the autograd graph of the forward
+#   pass (its saved tensors are the primal values), only for the nodes upstream of a tie, freed as soon
+#   as their consumers have them (``_Tangents``).
+#
+# Anything else (a tie at another kink op, a node type without a tangent rule, a transform) falls back
+# to the general method: re-run the closure with forward-mode AD (``_Certifier``).
+
+
+class _Unsupported(Exception):
+    """The fast path cannot handle this graph: use the general method."""
+
+
+@dataclass(eq=False)
+class _ReluSite:
+    index: int
+    tie: Tensor  #: bool, ``x == 0``
+    after_bias: bool
+    own: Tensor | None  #: the own-bias tangent (kinkgrad's direction on the bias of the layer before)
+    out: Tensor | None = None  #: relu's output (saved for backward anyway)
+    pending: Tensor | None = None  #: 0/1: ties not decided yet (``None``: all of them)
+    open: Tensor | None = None  #: 0/1: ties decided on the increasing side (slope 1)
+    node: Any = None
+    done: bool = False
+
+    op = "relu"
+
+    @property
+    def ties(self) -> int:
+        return int(self.tie.sum())
+
+    @property
+    def inert(self) -> int:
+        return 0
+
+    def _pending(self, dtype: torch.dtype) -> Tensor:
+        if self.pending is None:
+            self.pending = self.tie.to(dtype)
+        return self.pending
+
+    def decide(self, t: Tensor | None) -> None:
+        """Decide pending ties by the sign of the input tangent ``t`` (zero: stay pending)."""
+        if self.done or t is None:
+            return
+        dtype = t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
+        s = torch.sign(t).to(dtype).mul_(self._pending(dtype))
+        opened = s.clamp(min=0)
+        self.open = opened if self.open is None else self.open.add_(opened)
+        self.pending = self._pending(dtype).sub_(s.abs_())
+        self.done = not bool(self.pending.amax())
+
+    def left(self) -> int:
+        return 0 if self.done else (self.ties if self.pending is None else int(self.pending.sum()))
+
+    def tangent(self, t: Tensor | None) -> Tensor | None:
+        if t is None:
+            return None
+        assert self.out is not None
+        out = torch.ops.aten.threshold_backward(t, self.out, 0)
+        if self.open is not None:
+            out = out.addcmul_(t, self.open.to(t.dtype))
+        return out
+
+
+class _TieRelu(torch.autograd.Function):
+    """``relu`` whose derivative at its ties is read from ``site.open`` when backward runs."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, site: _ReluSite) -> Tensor:
+        out = torch.relu(x)
+        ctx.save_for_backward(out)
+        ctx.kinkgrad_site = site
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (out,) = ctx.saved_tensors
+        g = torch.ops.aten.threshold_backward(grad, out, 0)
+        site: _ReluSite = ctx.kinkgrad_site
+        if site.open is not None:
+            g = g.addcmul_(grad, site.open.to(grad.dtype))
+        return g, None
+
+
+@dataclass(eq=False)
+class _PoolSite:
+    index: int
+    x: Tensor  #: the pool's input (saved for backward anyway)
+    kernel: tuple[int, int]
+    value: Tensor | None = None
+    indices: Tensor | None = None  #: PyTorch's, then (a copy) with the decided winners
+    tied: Tensor | None = None  #: bool per window: the maximum is attained twice or more
+    windows: Tensor | None = None  #: flat indices of the tied windows that still need a decision
+    alive: Tensor | None = None  #: [windows, k] candidates still in the running
+    node: Any = None
+    need: Tensor | None = None  #: bool per window: tied, and some candidate may move
+    cloned: bool = False
+
+    op = "max_pool2d"
+    own = None
+    after_bias = False
+
+    @property
+    def ties(self) -> int:
+        return 0 if self.tied is None else int(self.tied.sum())
+
+    @property
+    def inert(self) -> int:
+        """Tied windows whose candidates are all locally constant (left as PyTorch has them)."""
+        return 0 if self.need is None else self.ties - int(self.need.sum())
+
+    def _candidates(self, windows: Tensor) -> Tensor:
+        """Flat indices into ``x`` of every candidate of ``windows``: ``[windows, kh*kw]``."""
+        assert self.value is not None
+        kh, kw = self.kernel
+        h, w = self.x.shape[-2:]
+        ho, wo = self.value.shape[-2:]
+        plane, j = windows // wo, windows % wo
+        nc, i = plane // ho, plane % ho
+        base = nc * (h * w) + i * (kh * w) + j * kw
+        dy = torch.arange(kh, device=base.device).repeat_interleave(kw)
+        dx = torch.arange(kw, device=base.device).repeat(kh)
+        return base[:, None] + (dy * w + dx)[None, :]
+
+    def decide(self, t: Tensor | None) -> None:
+        if self.windows is None or t is None:
+            return
+        assert self.value is not None and self.indices is not None
+        if self.alive is None:
+            cand = self._candidates(self.windows)
+            values = self.x.detach().flatten()[cand]
+            self.alive = (values == self.value.flatten()[self.windows][:, None]) & torch.isfinite(values)
+        # only windows where some candidate moves along this direction can be decided by it
+        moving = _window_any(t, self.kernel, self.value.shape).view(-1)[self.windows]
+        if not bool(moving.view(torch.uint8).amax()):
+            return
+        windows, alive = self.windows[moving], self.alive[moving]
+        cand = self._candidates(windows)
+        tangents = t.flatten()[cand]
+        score = torch.where(alive, tangents, torch.full_like(tangents, -torch.inf))
+        best = score.amax(-1, keepdim=True)
+        alive = alive & (score == best)
+        winner = cand.gather(-1, score.argmax(-1, keepdim=True)).squeeze(-1)  # first of the best
+        if not self.cloned:
+            self.indices, self.cloned = self.indices.clone(), True
+        h, w = self.x.shape[-2:]
+        self.indices.view(-1)[windows] = winner % (h * w)
+        self.alive[moving] = alive
+        keep = self.alive.sum(-1) > 1
+        self.windows, self.alive = self.windows[keep], self.alive[keep]
+        if self.windows.numel() == 0:
+            self.windows = self.alive = None
+
+    def left(self) -> int:
+        return 0 if self.windows is None else int(self.windows.numel())
+
+    @property
+    def done(self) -> bool:
+        return self.windows is None
+
+    def tangent(self, t: Tensor | None) -> Tensor | None:
+        if t is None:
+            return None
+        assert self.value is not None and self.indices is not None
+        return t.flatten(-2).gather(-1, self.indices.flatten(-2)).view(self.value.shape)
+
+
+def _window_any(t: Tensor, kernel: tuple[int, int], shape: torch.Size) -> Tensor:
+    """bool per non-overlapping window: some entry of ``t`` in it is nonzero."""
+    ho, wo = shape[-2:]
+    kh, kw = kernel
+    nz = t.bool().view(torch.uint8)
+    if kernel == (2, 2) and nz.is_contiguous() and nz.shape[-2] == 2 * ho and nz.shape[-1] == 2 * wo:
+        rows = nz.view(*nz.shape[:-2], ho, 2, nz.shape[-1])
+        either = torch.maximum(rows[..., 0, :], rows[..., 1, :])
+        return torch.maximum(either[..., 0::2], either[..., 1::2]).view(torch.bool)
+    windows = nz[..., : ho * kh, : wo * kw].unfold(-2, kh, kh).unfold(-2, kw, kw)
+    return windows.amax((-1, -2)).view(torch.bool)
+
+
+class _TiePool(torch.autograd.Function):
+    """``max_pool2d`` whose backward sends each window's gradient to ``site.indices`` (set after the
+    forward pass where ties were decided)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, site: _PoolSite, kernel: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        value, indices = torch.ops.aten.max_pool2d_with_indices(x, list(kernel), list(kernel))
+        ctx.save_for_backward(x)
+        ctx.kinkgrad_site, ctx.kernel = site, kernel
+        site.indices = indices
+        ctx.mark_non_differentiable(indices)
+        return value, indices
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor, _: Any) -> tuple[Tensor, None, None]:
+        (x,) = ctx.saved_tensors
+        k = list(ctx.kernel)
+        indices = ctx.kinkgrad_site.indices
+        return (
+            torch.ops.aten.max_pool2d_with_indices_backward(grad, x, k, k, [0, 0], [1, 1], False, indices),
+            None,
+            None,
+        )
+
+
+def _pair_ties(x: Tensor, value: Tensor) -> Tensor:
+    """2x2 windows (stride 2, ``x`` contiguous with even height and width): a float tensor shaped like
+    ``value``, exactly 0 where the window's maximum is attained twice or more. The second largest entry
+    of a window is ``max(min(m0, m1), max(e0, e1))`` with ``m``/``e`` the max/min of its two vertical
+    pairs; elementwise ops on contiguous halves only (strided window views are slow on CPU)."""
+    n, c, h, w = x.shape
+    rows = x.view(n, c, h // 2, 2, w)
+    top, bottom = rows[:, :, :, 0], rows[:, :, :, 1]
+    m, e = torch.maximum(top, bottom), torch.minimum(top, bottom)
+    second = torch.maximum(
+        torch.minimum(m[..., 0::2], m[..., 1::2]), torch.maximum(e[..., 0::2], e[..., 1::2])
+    )
+    return value - second
+
+
+def _window_ties(x: Tensor, value: Tensor, kernel: tuple[int, int]) -> Tensor:
+    """Any non-overlapping windows: 0.0 where a window's maximum is attained twice or more, else 1.0."""
+    kh, kw = kernel
+    ho, wo = value.shape[-2:]
+    windows = x[..., : ho * kh, : wo * kw].unfold(-2, kh, kh).unfold(-2, kw, kw)
+    tied = ((windows == value[..., None, None]) & torch.isfinite(windows)).sum((-1, -2)) > 1
+    return (~tied).to(x.dtype)
+
+
+def _pool_args(func: Any, args: Any, kwargs: Any) -> tuple[Tensor, tuple[int, int], bool] | None:
+    """``(input, kernel, return_indices)`` of a max_pool2d call the fast path handles (non-overlapping
+    windows, no padding or dilation, no ceil-mode overhang), else ``None``."""
+    names = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+    bound = dict(zip(names, args))
+    if len(args) > len(names) or any(k in bound or k not in names for k in kwargs):
+        return None
+    bound.update(kwargs)
+    x = bound.get("input")
+    if not isinstance(x, Tensor) or x.dim() != 4:
+        return None
+    kernel = _pair(bound.get("kernel_size"))
+    stride = _pair(bound.get("stride")) or kernel
+    if kernel is None or stride != kernel or _pair(bound.get("padding", 0)) not in ((0, 0), None):
+        return None
+    if _pair(bound.get("dilation", 1)) != (1, 1):
+        return None
+    if bound.get("ceil_mode", False) and (x.shape[-2] % kernel[0] or x.shape[-1] % kernel[1]):
+        return None
+    if x.shape[-2] < kernel[0] or x.shape[-1] < kernel[1]:
+        return None
+    return x, kernel, bool(bound.get("return_indices", False)) or func is _MAX_POOL_WITH_INDICES
+
+
+def _pair(v: Any) -> tuple[int, int] | None:
+    if v is None or (isinstance(v, list | tuple) and len(v) == 0):
+        return None
+    if isinstance(v, int) and not isinstance(v, bool):
+        return (v, v)
+    if isinstance(v, list | tuple) and all(isinstance(i, int) for i in v) and len(v) in (1, 2):
+        return (v[0], v[-1])
+    raise _Unsupported
+
+
+_RELU = {torch.relu, torch.nn.functional.relu, Tensor.relu}
+_MAX_POOL_WITH_INDICES = torch.nn.functional.max_pool2d_with_indices
+_MAX_POOL = {torch.nn.functional.max_pool2d, _MAX_POOL_WITH_INDICES, torch.max_pool2d}
+
+
+class _FastPass(TorchFunctionMode):
+    """Runs over the strict policy (which catches every other kink op and unsupported op): certifies
+    ``relu`` and ``max_pool2d`` calls in place, records their tie sites."""
+
+    def __init__(self, bias_direction: dict[int, Tensor] | None) -> None:
+        super().__init__()
+        self.detector = _Detector()
+        self.bias_direction = bias_direction
+        self.sites: list[_ReluSite | _PoolSite] = []
+        self.calm: dict[int, Tensor] = {}  #: id -> relu outputs whose input had no zero (all zeros inert)
+
+    def _moving(self, x: Tensor) -> bool:
+        return (
+            x.requires_grad
+            and torch.is_grad_enabled()
+            and x.is_floating_point()
+            and fwad._current_level < 0
+            and torch._C._functorch.peek_interpreter_stack() is None
+        )
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func in _RELU and len(args) == 1 and isinstance(args[0], Tensor) and not kwargs.get("inplace"):
+            if self._moving(args[0]):
+                return self._relu(args[0])
+        elif func in _MAX_POOL:
+            try:
+                parsed = _pool_args(func, args, kwargs)
+            except _Unsupported:
+                parsed = None
+            if parsed is not None and self._moving(parsed[0]):
+                return self._pool(*parsed)
+        return func(*args, **kwargs)
+
+    def _relu(self, x: Tensor) -> Tensor:
+        with torch._C.DisableTorchFunction():
+            nonzero = x.bool()
+            if bool(nonzero.view(torch.uint8).amin()):
+                out = torch.relu(x)
+                self.calm[id(out)] = out
+                return out
+            own = None if self.bias_direction is None else _own_bias_tangent(x, self.bias_direction)
+            site = _ReluSite(len(self.sites), nonzero.logical_not_(), _after_bias(x), own)
+            out = _TieRelu.apply(x, site)
+            site.out, site.node = out, out.grad_fn
+        self.sites.append(site)
+        return out
+
+    def _pool(self, x: Tensor, kernel: tuple[int, int], return_indices: bool) -> Any:
+        with torch._C.DisableTorchFunction():
+            site = _PoolSite(len(self.sites), x, kernel)
+            value, indices = _TiePool.apply(x, site, kernel)
+            site.value, site.node = value, value.grad_fn
+            v = value.detach()
+            xd = x.detach()
+            if kernel == (2, 2) and xd.is_contiguous() and xd.shape[-2] % 2 == 0 and xd.shape[-1] % 2 == 0:
+                gap = _pair_ties(xd, v)
+            else:
+                gap = _window_ties(xd, v, kernel)
+            untied = gap.bool()
+            if not bool(untied.view(torch.uint8).amin()):
+                site.tied = untied.logical_not_()
+                need = site.tied
+                if self.calm.get(id(x)) is x:  # zeros of a relu whose input is never 0: locally constant
+                    need = need & v.bool()
+                    site.need = need
+                if bool(need.view(torch.uint8).amax()):
+                    site.windows = need.view(-1).nonzero().squeeze(1)
+                self.sites.append(site)
+        return (value, indices) if return_indices else value
+
+
+def _own_bias_tangent(z: Tensor, bias_direction: dict[int, Tensor]) -> Tensor | None:
+    """kinkgrad's direction restricted to the bias of the layer that produced ``z`` (if any), shaped to
+    broadcast against ``z``: the tangent at ``z`` of the first direction of the own-bias sequence."""
+    fn = z.grad_fn
+    dim = None if fn is None else _CHANNEL_DIM.get(fn.name())
+    if fn is None or dim is None:
+        return None
+    biases = [
+        v for v in (getattr(n, "variable", None) for n, _ in fn.next_functions) if isinstance(v, Tensor)
+    ]
+    biases = [b for b in biases if b.dim() == 1 and id(b) in bias_direction]
+    if len(biases) != 1 or z.dim() < 1 or z.shape[dim] != biases[0].numel():
+        return None
+    shape = [1] * z.dim()
+    shape[dim] = -1
+    return bias_direction[id(biases[0])].reshape(shape)
+
+
+# ---- tangents from the autograd graph of the forward pass ---------------------------------------------
+
+
+def _out_shape(node: Any) -> torch.Size:
+    return torch.Size(node._input_metadata[0].shape)
+
+
+def _sum(*terms: Tensor | None) -> Tensor | None:
+    out = None
+    for t in terms:
+        if t is not None:
+            out = t if out is None else out + t
+    return out
+
+
+def _conv(node: Any, tin: list[Tensor | None]) -> Tensor | None:
+    tx, tw, tb = (tin + [None, None, None])[:3]
+    args = (
+        node._saved_stride,
+        node._saved_padding,
+        node._saved_dilation,
+        node._saved_transposed,
+        node._saved_output_padding,
+        node._saved_groups,
+    )
+    out = None
+    if tx is not None:
+        out = torch.convolution(tx, node._saved_weight, None, *args)
+    if tw is not None:
+        term = torch.convolution(node._saved_input, tw, None, *args)
+        out = term if out is None else out.add_(term)
+    if tb is not None:
+        shape = [1] * len(_out_shape(node))
+        shape[1] = -1
+        out = _sum(out, tb.reshape(shape).expand(_out_shape(node)))
+    return out
+
+
+def _addmm(node: Any, tin: list[Tensor | None]) -> Tensor | None:
+    ts, t1, t2 = tin
+    alpha, beta = node._saved_alpha, node._saved_beta
+    out = None
+    if t1 is not None:
+        out = t1 @ node._saved_mat2
+    if t2 is not None:
+        term = node._saved_mat1 @ t2
+        out = term if out is None else out.add_(term)
+    if out is not None and alpha != 1:
+        out = out * alpha
+    if ts is not None:
+        ts = (ts if beta == 1 else ts * beta).expand(_out_shape(node))
+        out = ts if out is None else out + ts
+    return out
+
+
+def _mm(node: Any, tin: list[Tensor | None]) -> Tensor | None:
+    t1, t2 = tin
+    return _sum(None if t1 is None else t1 @ node._saved_mat2, None if t2 is None else node._saved_self @ t2)
+
+
+def _broadcast_sum(node: Any, a: Tensor | None, b: Tensor | None) -> Tensor | None:
+    out = _sum(a, b)
+    return None if out is None else out.expand(_out_shape(node))
+
+
+def _add(node: Any, tin: list[Tensor | None]) -> Tensor | None:
+    a, b = tin
+    alpha = node._saved_alpha
+    return _broadcast_sum(node, a, None if b is None else (b if alpha == 1 else b * alpha))
+
+
+def _sub(node: Any, tin: list[Tensor | None]) -> Tensor | None:
+    a, b = tin
+    alpha = node._saved_alpha
+    return _broadcast_sum(node, a, None if b is None else (-b if alpha == 1 else -alpha * b))
+
+
+def _mul(node: Any, tin: list[Tensor | None]) -> Tensor | None:
+    a, b = tin
+    return _broadcast_sum(
+        node,
+        None if a is None else a * node._saved_other,
+        None if b is None else node._saved_self * b,
+    )
+
+
+def _mul_scalar(node: Any, tin: list[Tensor | None]) -> Tensor | None:
+    return None if tin[0] is None else tin[0] * node._saved_other
+
+
+def _unary(f: Callable[[Any, Tensor], Tensor]) -> Callable[[Any, list[Tensor | None]], Tensor | None]:
+    def rule(node: Any, tin: list[Tensor | None]) -> Tensor | None:
+        return None if tin[0] is None else f(node, tin[0])
+
+    return rule
+
+
+_RULES: dict[str, Callable[[Any, list[Tensor | None]], Tensor | None]] = {
+    "ConvolutionBackward0": _conv,
+    "AddmmBackward0": _addmm,
+    "MmBackward0": _mm,
+    "AddBackward0": _add,
+    "SubBackward0": _sub,
+    "MulBackward0": _mul,
+    "MulBackward1": _mul_scalar,
+    "AddBackward1": _unary(lambda node, t: t),
+    "SubBackward1": _unary(lambda node, t: t),
+    "CloneBackward0": _unary(lambda node, t: t),
+    "AliasBackward0": _unary(lambda node, t: t),
+    "NegBackward0": _unary(lambda node, t: -t),
+    "TBackward0": _unary(lambda node, t: t.t()),
+    "TransposeBackward0": _unary(lambda node, t: t.transpose(node._saved_dim0, node._saved_dim1)),
+    "PermuteBackward0": _unary(lambda node, t: t.permute(node._saved_dims)),
+    "ViewBackward0": _unary(lambda node, t: t.reshape(_out_shape(node))),
+    "UnsafeViewBackward0": _unary(lambda node, t: t.reshape(_out_shape(node))),
+    "ReshapeAliasBackward0": _unary(lambda node, t: t.reshape(_out_shape(node))),
+    "ExpandBackward0": _unary(lambda node, t: t.expand(_out_shape(node))),
+    "ReluBackward0": _unary(lambda node, t: torch.ops.aten.threshold_backward(t, node._saved_result, 0)),
+    "MaxPool2DWithIndicesBackward0": _unary(
+        lambda node, t: (
+            t.flatten(-2).gather(-1, node._saved_result1.flatten(-2)).view(node._saved_result1.shape)
+        )
+    ),
+}
+
+
+def _tangents(
+    sites: Sequence[_ReluSite | _PoolSite],
+    leaf: dict[int, Tensor],
+    boundary: dict[tuple[Any, int], Tensor],
+    order: list[Any],
+) -> None:
+    """One forward-mode sweep along one direction: ``leaf`` (id of a differentiated leaf -> its
+    direction) and ``boundary`` (edge of a differentiated non-leaf tensor -> its direction). Each site in
+    ``sites`` decides its pending ties from its input's tangent; ``order`` is :func:`_plan`'s."""
+    targets = {site.node for site in sites}
+    uses: dict[Any, int] = {}
+    for node in order:
+        for edge in node.next_functions:
+            if edge[0] is not None:
+                uses[edge[0]] = uses.get(edge[0], 0) + 1
+    values: dict[Any, Tensor | None] = {}
+
+    def tangent(edge: tuple[Any, int]) -> Tensor | None:
+        node = edge[0]
+        if node is None:
+            return None
+        if edge in boundary:
+            return boundary[edge]
+        variable = getattr(node, "variable", None)
+        if variable is not None:
+            return leaf.get(id(variable))
+        value = values.get(node)
+        uses[node] -= 1
+        if uses[node] == 0:
+            values.pop(node, None)
+        return value
+
+    for node in order:
+        tin = [tangent(edge) for edge in node.next_functions]
+        site = getattr(node, "kinkgrad_site", None)
+        if site is not None:
+            if node in targets:
+                site.decide(tin[0])
+            out = site.tangent(tin[0])
+        else:
+            out = _RULES[node.name()](node, tin)
+        if uses.get(node, 0) > 0:
+            values[node] = out
+
+
+def _plan(
+    sites: Sequence[_ReluSite | _PoolSite], leaf: dict[int, Tensor], boundary: dict[tuple[Any, int], Tensor]
+) -> list[Any]:
+    """The nodes upstream of the sites, inputs first, that depend on a differentiated tensor; raises
+    :class:`_Unsupported` at a node without a tangent rule (or a second output of a node)."""
+    moving: dict[Any, bool] = {}
+    order: list[Any] = []
+    for site in sites:
+        stack: list[tuple[Any, bool]] = [(site.node, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                edges = [e for e in node.next_functions if e[0] is not None]
+                moves = any(
+                    e in boundary
+                    or (
+                        id(getattr(e[0], "variable", None)) in leaf
+                        if hasattr(e[0], "variable")
+                        else moving.get(e[0], False)
+                    )
+                    for e in edges
+                )
+                moving[node] = moves
+                if moves:
+                    order.append(node)
+                continue
+            if node in moving:
+                continue
+            if getattr(node, "kinkgrad_site", None) is None and node.name() not in _RULES:
+                raise _Unsupported(node.name())
+            stack.append((node, True))
+            for edge in node.next_functions:
+                child = edge[0]
+                if child is None or edge in boundary or hasattr(child, "variable") or child in moving:
+                    continue
+                if edge[1] != 0:
+                    raise _Unsupported(f"{child.name()} output {edge[1]}")
+                stack.append((child, False))
+    return order
+
+
 @dataclass
 class _Outcome:
     loss: Tensor
-    sites: tuple[KinkSite, ...]
-    unresolved: int
-    method: str  #: "no kink", "own bias" or "tangents"
+    record: Callable[[], tuple[tuple[KinkSite, ...], int]]  #: sites and unresolved ties (counted lazily)
+    method: str  #: "no kink", "inert", "own bias" or "tangents"
+
+
+def _fast(
+    fast: _FastPass,
+    tensors: Sequence[Tensor],
+    directions: list[tuple[tuple[Tensor, ...], bool]],
+    boundary: Callable[[Sequence[Tensor]], dict[tuple[Any, int], Tensor]],
+) -> str | None:
+    """Decide the sites of the fast pass (before its backward runs) and return the method, or ``None``
+    when the fast path cannot (the general method then re-runs the closure)."""
+    sites = fast.sites
+    pending = [s for s in sites if not s.done]
+    if not pending:
+        return "inert" if sites else "no kink"
+    if fast.bias_direction is not None and all(
+        isinstance(s, _ReluSite) and s.own is not None for s in pending
+    ):
+        for s in pending:
+            assert isinstance(s, _ReluSite) and s.own is not None
+            s.decide(s.own.expand(s.tie.shape))
+        return "own bias"
+    try:
+        plans = []
+        for d, _ in directions:
+            leaf = {id(t): v for t, v in zip(tensors, d)}
+            edges = boundary(d)
+            plans.append((leaf, edges, _plan(pending, leaf, edges)))
+        ok = True
+    except _Unsupported:
+        ok = False
+    if _any_rank(not ok):
+        return None
+    with torch.no_grad():
+        for leaf, edges, order in plans:
+            _tangents(pending, leaf, edges, order)
+            pending = [s for s in pending if not s.done]
+            if not pending:
+                break
+    return "tangents"
 
 
 def _certify(
@@ -463,39 +1038,47 @@ def _certify(
     tensors: Sequence[Tensor],
     directions: Iterator[tuple[tuple[Tensor, ...], bool]],
     snapshot: _Snapshot,
-    key: tuple[int, ...],
     dual: Callable[[Sequence[Tensor]], Any],
     own: tuple[Tensor, ...] | None = None,
+    boundary: Callable[[Sequence[Tensor]], dict[tuple[Any, int], Tensor]] = lambda d: {},
 ) -> _Outcome:
-    """Run ``run`` until every tie is decided; return the loss whose graph carries the decisions.
+    """Run ``run`` and decide every tie; return the loss whose graph carries the decisions.
 
+    First the fast path (one ordinary forward pass, see :class:`_FastPass`); if a tie it cannot decide
+    was hit, the general method: re-run with forward-mode tangents along each direction in turn.
     ``own``: kinkgrad's Gaussian direction, when the caller gave none and ``tensors`` are parameters:
-    then elementwise kinks right after a biased layer are decided in the first pass (:class:`_OwnBias`).
+    then elementwise kinks right after a biased layer can be decided by their own bias (:class:`_OwnBias`).
     """
-    if not _ties_seen(key, tensors[0]):
-        first = (
-            _Detector() if own is None else _OwnBias(bias_direction={id(t): g for t, g in zip(tensors, own)})
-        )
-        with _Strict(first):
-            loss = run()
-        if not _any_rank(bool(first.sites)):
-            return _Outcome(loss, (), 0, "no kink")
-        if not _any_rank(first.needs_tangent):
-            return _Outcome(loss, tuple(first.sites), 0, "own bias")
-        snapshot.restore()
+    listed = list(directions)  # checks every direction now, on every rank alike
+    fast = _FastPass(None if own is None else {id(t): g for t, g in zip(tensors, own)})
+    with _Strict(fast.detector), fast:
+        loss = run()
+    fast.calm.clear()
+    if not _any_rank(fast.detector.needs_tangent):
+        method = _fast(fast, tensors, listed, boundary)
+        if method is not None:
+            sites = fast.sites
+
+            def record() -> tuple[tuple[KinkSite, ...], int]:
+                kinks = tuple(KinkSite(s.op, s.index, s.ties, s.after_bias, s.inert) for s in sites)
+                return kinks, sum(s.left() for s in sites)
+
+            return _Outcome(loss, record, method)
+    del loss
+    snapshot.restore()
     certifier = _Certifier()
-    for k, (d, generic) in enumerate(directions):
+    for k, (d, generic) in enumerate(listed):
         if k:
             snapshot.restore()
         certifier.start_pass()
         with dual(d), _Strict(certifier):
             loss = run()
-        _TIES_SEEN[key] = (weakref.ref(tensors[0]), bool(certifier.sites))
         # After a Gaussian direction, a tie left (equal or zero tangents) has, with probability one,
         # equal gradients on every branch: no further direction can change the result.
         if generic or not _any_rank(certifier.unresolved > 0):
             break
-    return _Outcome(loss, tuple(certifier.sites), certifier.unresolved, "tangents")
+    kinks, unresolved = tuple(certifier.sites), certifier.unresolved
+    return _Outcome(loss, lambda: (kinks, unresolved), "tangents")
 
 
 def clarke_backward(
@@ -536,7 +1119,6 @@ def clarke_backward(
         plist,
         _check_same_direction(_directions(plist, direction, seed, "params")),
         snapshot,
-        tuple(id(p) for p in plist),
         lambda d: _tangents_on(plist, d),
         None if direction is not None else _gaussian(plist, 0 if seed is None else seed),
     )
@@ -571,8 +1153,8 @@ def _certified_inputs(
         xs,
         _directions(xs, direction, seed, "inputs"),
         _Snapshot(None),
-        (id(fn),) + tuple(id(x) for x in xs),
         dual,
+        boundary=lambda d: {(x.grad_fn, x.output_nr): t for x, t in zip(xs, d) if x.grad_fn is not None},
     )
     grads = torch.autograd.grad(outcome.loss, xs, allow_unused=True)
     return tuple(torch.zeros_like(x) if g is None else g for x, g in zip(xs, grads)), outcome
@@ -611,14 +1193,13 @@ def _compare(
 ) -> ADCheck:
     diff = torch.sqrt(torch.stack([((p - c).double() ** 2).sum() for p, c in zip(plain, certified)]).sum())
     agree = all(torch.allclose(p, c, rtol=rtol, atol=atol) for p, c in zip(plain, certified))
+    sites, unresolved = outcome.record()
     condition = None
-    if not outcome.sites:
+    if not sites:
         condition = "no kink"
-    elif all(site.after_bias for site in outcome.sites):
+    elif all(site.after_bias for site in sites):
         condition = "park-chun-lee-2024"
-    return ADCheck(
-        agree, float(diff), plain, certified, outcome.sites, outcome.unresolved, condition, outcome.method
-    )
+    return ADCheck(agree, float(diff), plain, certified, sites, unresolved, condition, outcome.method)
 
 
 def check_ad(
@@ -671,7 +1252,6 @@ def check_ad_backward(
         plist,
         _directions(plist, direction, seed, "params"),
         snapshot,
-        tuple(id(p) for p in plist),
         lambda d: _tangents_on(plist, d),
         None if direction is not None else _gaussian(plist, 0 if seed is None else seed),
     )
