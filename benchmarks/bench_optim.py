@@ -20,6 +20,7 @@ is not, so the optimizer does not do it.
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
 from collections.abc import Sequence
@@ -128,6 +129,64 @@ def _norm_in_hook_vs_after(width: int, rounds: int) -> tuple[float, float]:
     return statistics.median(hooks), statistics.median(after)
 
 
+def _prox_sgd_row(width: int, repeats: int) -> dict[str, object]:
+    ours, base, _ = _twins(width)
+    params = list(ours.parameters())
+    l1 = L1(1e-4)
+    prox_sgd = ProxSGD(params, lr=1e-3, prox=l1, foreach=True)
+    sgd = torch.optim.SGD(base.parameters(), lr=1e-3, foreach=True)
+    timing = interleaved(sgd.step, prox_sgd.step, repeats=repeats, warmup=3)
+    hot = _hot_prox_pass(params, l1, 1e-3, repeats)
+    del base, sgd
+    whole, _, _ = _twins(width)
+    unsliced = ProxSGD(whole.parameters(), lr=1e-3, prox=l1, foreach=True)
+    slicing = interleaved(lambda: _unsliced_step(unsliced), prox_sgd.step, repeats=repeats, warmup=3)
+    return {
+        "name": "optim: ProxSGD(prox=L1) step vs torch.optim.SGD step",
+        "ratio": timing.ratio,
+        "target": 1.15,
+        "detail": f"{timing.describe('SGD', 'ProxSGD')}; {_where(params)}; the soft-threshold kernel alone, "
+        f"on slices already in cache, takes about {_ms(hot)} over all parameters "
+        f"({hot / timing.baseline_s:.2f} SGD steps): the part of the ratio no eager implementation "
+        "(one kernel per operation) removes; against the whole-tensor path (step every tensor, then "
+        f"prox it) the sliced step takes {slicing.ratio:.2f} of its time "
+        f"({_ms(slicing.baseline_s)} -> {_ms(slicing.candidate_s)}, a separate interleaved run)",
+    }
+
+
+def _polyak_row(width: int, repeats: int, hook_rounds: int) -> dict[str, object]:
+    ours, base, loss_value = _twins(width)
+    loss = torch.tensor(loss_value)
+
+    def closure() -> float:
+        return loss  # type: ignore[return-value]
+
+    params = list(ours.parameters())
+    polyak = Subgradient(params, lr=1.0, schedule="polyak", f_min=0.0, foreach=True)
+    sgd = torch.optim.SGD(base.parameters(), lr=1e-3, foreach=True)
+    timing = interleaved(lambda: sgd.step(closure), lambda: polyak.step(closure), repeats=repeats, warmup=3)
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = interleaved(lambda: sgd.step(closure), lambda: _rules.sq_norm(grads), repeats=repeats, warmup=3)
+    hook_s, after_s = _norm_in_hook_vs_after(width, hook_rounds)
+    return {
+        "name": "optim: Subgradient(schedule='polyak') step vs torch.optim.SGD step",
+        "ratio": timing.ratio,
+        "target": 1.10,
+        "detail": f"{timing.describe('SGD', 'Polyak')}; {_where(params)}; both get the same closure (a "
+        "fixed loss, so the best-iterate copy happens only on the first call); the |g|^2 pass alone, "
+        f"which must end before any parameter moves, takes {_ms(norm.candidate_s)} against SGD steps of "
+        f"{_ms(norm.baseline_s)} (ratio {norm.ratio:.2f}, a separate interleaved run); done in "
+        f"post-accumulate-grad hooks during backward() it takes {_ms(hook_s)} against "
+        f"{_ms(after_s)} right after backward() on the same iterations (the gradient is not in cache "
+        "there either), so moving it there would hide its cost from step(), not remove it: not done",
+    }
+
+
+def _where(params: Sequence[torch.Tensor]) -> str:
+    size = sum(p.numel() for p in params)
+    return f"{size / 1e6:.2f}M float32 parameters in {len(params)} tensors, foreach=True, step() only"
+
+
 def run(quick: bool) -> list[dict[str, object]]:
     """Time the optimizer steps against ``torch.optim.SGD``; one record per comparison.
 
@@ -139,58 +198,7 @@ def run(quick: bool) -> list[dict[str, object]]:
     """
     width = 320 if quick else 1024
     repeats = 20 if quick else 60
-    rows: list[dict[str, object]] = []
-
-    ours, base, _ = _twins(width)
-    params = list(ours.parameters())
-    size = sum(p.numel() for p in params)
-    where = f"{size / 1e6:.2f}M float32 parameters in {len(params)} tensors, foreach=True, step() only"
-    l1 = L1(1e-4)
-    prox_sgd = ProxSGD(params, lr=1e-3, prox=l1, foreach=True)
-    sgd = torch.optim.SGD(base.parameters(), lr=1e-3, foreach=True)
-    timing = interleaved(sgd.step, prox_sgd.step, repeats=repeats, warmup=3)
-    hot = _hot_prox_pass(params, l1, 1e-3, repeats)
-    whole, _, _ = _twins(width)
-    unsliced = ProxSGD(whole.parameters(), lr=1e-3, prox=l1, foreach=True)
-    slicing = interleaved(lambda: _unsliced_step(unsliced), prox_sgd.step, repeats=repeats, warmup=3)
-    rows.append(
-        {
-            "name": "optim: ProxSGD(prox=L1) step vs torch.optim.SGD step",
-            "ratio": timing.ratio,
-            "target": 1.15,
-            "detail": f"{timing.describe('SGD', 'ProxSGD')}; {where}; the soft-threshold kernel alone, on "
-            f"slices already in cache, takes about {_ms(hot)} over all parameters "
-            f"({hot / timing.baseline_s:.2f} SGD steps): the part of the ratio no eager implementation "
-            "(one kernel per operation) removes; against the whole-tensor path (step every tensor, then "
-            f"prox it) the sliced step takes {slicing.ratio:.2f} of its time "
-            f"({_ms(slicing.baseline_s)} -> {_ms(slicing.candidate_s)}, a separate interleaved run)",
-        }
-    )
-
-    ours, base, loss_value = _twins(width)
-    loss = torch.tensor(loss_value)
-
-    def closure() -> float:
-        return loss  # type: ignore[return-value]
-
-    polyak = Subgradient(ours.parameters(), lr=1.0, schedule="polyak", f_min=0.0, foreach=True)
-    sgd = torch.optim.SGD(base.parameters(), lr=1e-3, foreach=True)
-    timing = interleaved(lambda: sgd.step(closure), lambda: polyak.step(closure), repeats=repeats, warmup=3)
-    grads = [p.grad for p in ours.parameters() if p.grad is not None]
-    norm = interleaved(lambda: sgd.step(closure), lambda: _rules.sq_norm(grads), repeats=repeats, warmup=3)
-    hook_s, after_s = _norm_in_hook_vs_after(width, 5 if quick else 15)
-    rows.append(
-        {
-            "name": "optim: Subgradient(schedule='polyak') step vs torch.optim.SGD step",
-            "ratio": timing.ratio,
-            "target": 1.10,
-            "detail": f"{timing.describe('SGD', 'Polyak')}; {where}; both get the same closure (a fixed "
-            "loss, so the best-iterate copy happens only on the first call); the |g|^2 pass alone, which "
-            f"must end before any parameter moves, takes {_ms(norm.candidate_s)} against SGD steps of "
-            f"{_ms(norm.baseline_s)} (ratio {norm.ratio:.2f}, a separate interleaved run); done in "
-            f"post-accumulate-grad hooks during backward() it takes {_ms(hook_s)} against "
-            f"{_ms(after_s)} right after backward() on the same iterations (the gradient is not in cache "
-            "there either), so moving it there would hide its cost from step(), not remove it: not done",
-        }
-    )
+    rows = [_prox_sgd_row(width, repeats)]
+    gc.collect()  # the first row's models are gone before the second is timed
+    rows.append(_polyak_row(width, repeats, 5 if quick else 15))
     return rows

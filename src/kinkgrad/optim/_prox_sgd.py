@@ -42,7 +42,8 @@ class ProxSGD(Optimizer):
     ``L0``, ``NonNegative``, a scalar ``Box``), each large contiguous parameter is stepped and proxed slice
     by slice, so the prox reads from cache and the parameter crosses main memory once, as in
     ``torch.optim.SGD``; the result is the same as stepping the whole tensor and then proxing it. The
-    prox kernel's own arithmetic remains: about 1.3-1.6 SGD steps on one core (``benchmarks/RESULTS.md``).
+    prox kernel's own arithmetic remains, so a step still costs noticeably more than an SGD step on CPU
+    (measured in ``benchmarks/RESULTS.md``, explained in ``docs/optimization.md``).
 
     Args:
         params: Parameters or parameter groups (dicts), as for any ``torch.optim.Optimizer``.

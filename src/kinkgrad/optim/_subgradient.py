@@ -53,9 +53,9 @@ class Subgradient(Optimizer):
     bound as :math:`f_{best}` for convex :math:`f` and needs no loss values.
 
     Cost: a Polyak step reads the gradients twice, once for :math:`\|g_k\|` (which must be known before
-    any parameter moves) and once in the update, so on CPU it costs about 1.4-1.6 plain SGD steps
-    (``benchmarks/RESULTS.md``). A projection onto an elementwise set is applied slice by slice with the
-    update, as in :class:`ProxSGD`.
+    any parameter moves) and once in the update: on CPU, where the update is bound by memory, that
+    second read is a large fraction of an SGD step (``benchmarks/RESULTS.md``). A projection onto an
+    elementwise set is applied slice by slice with the update, as in :class:`ProxSGD`.
 
     State: ``state[p]["step"]`` (an int), ``state[p]["best"]`` (the best iterate) and
     ``state[p]["average"]``; ``"best_loss"``, ``"best_step"``, ``"n_steps"`` and ``"weight_sum"`` live in the
