@@ -18,6 +18,8 @@ CONFIGS = [  # kernel, stride, padding, dilation, ceil_mode
     (3, 2, 1, 2, False),
     (2, 3, 0, 1, True),
     (3, 2, 1, 1, True),
+    (3, 1, 0, 1, False),  # overlapping windows, no padding (the eager rule writes through views)
+    (2, 1, 0, 2, False),
 ]
 RULES = ["first", "last", "split"]
 
@@ -51,11 +53,11 @@ def _pool_windows(length: int, out: int, k: int, s: int, p: int, d: int) -> list
 
 @pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("config", CONFIGS, ids=str)
-@pytest.mark.parametrize("n", [1, 2])
+@pytest.mark.parametrize("n", [1, 2, 3])
 def test_max_pool_geometry(n: int, config: tuple[int, int, int, int, bool], rule: str) -> None:
     k, s, p, d, ceil = config
     torch.manual_seed(k * 10 + s)
-    shape = (2, 2) + (7,) * n
+    shape = (2, 2) + (7 if n < 3 else 5,) * n
     x = (torch.randint(0, 3, shape) / 2).double().requires_grad_()  # levels 0, 1/2, 1: many ties
     native = getattr(F, f"max_pool{n}d")
     want = native(x, k, s, p, d, ceil_mode=ceil)
@@ -63,7 +65,7 @@ def test_max_pool_geometry(n: int, config: tuple[int, int, int, int, bool], rule
     assert torch.equal(out, want)
     up = torch.linspace(1.5, 2.5, out.numel(), dtype=torch.float64).reshape(out.shape)
     (got,) = torch.autograd.grad(out, x, up)
-    windows = [_pool_windows(7, out.shape[-n + a], k, s, p, d) for a in range(n)]
+    windows = [_pool_windows(shape[-1], out.shape[-n + a], k, s, p, d) for a in range(n)]
     torch.testing.assert_close(got, _oracle(x.detach(), tuple(out.shape), windows, rule, up))
     if rule == "first":  # PyTorch's own choice is the first entry of each window
         (torch_grad,) = torch.autograd.grad(want, x, up)
@@ -81,3 +83,27 @@ def test_adaptive_max_pool_geometry(out_size: int, rule: str) -> None:
     (got,) = torch.autograd.grad(out, x, up)
     axis = [list(range(o * 7 // out_size, math.ceil((o + 1) * 7 / out_size))) for o in range(out_size)]
     torch.testing.assert_close(got, _oracle(x.detach(), tuple(out.shape), [axis, axis], rule, up))
+
+
+@pytest.mark.parametrize("rule", ["last", "split"])
+def test_eager_pool_rule_backward_is_differentiable(rule: str) -> None:
+    """Plain eager autograd runs max-pool ties through a custom backward (checked below); with
+    create_graph=True its result is differentiable in the upstream gradient: d<grad, c>/d up sums c
+    over each window's tied maxima with the rule's weights."""
+    torch.manual_seed(3)
+    x = (torch.randint(0, 3, (2, 3, 6, 6)) / 2).double().requires_grad_()
+    out = ops.max_pool2d(x, 2, at_kink=rule)
+    assert type(out.grad_fn).__name__ == "_EagerPoolRuleBackward"
+    up = torch.linspace(1.5, 2.5, out.numel(), dtype=torch.float64).reshape(out.shape).requires_grad_()
+    c = torch.linspace(-1.0, 3.0, x.numel(), dtype=torch.float64).reshape(x.shape)
+    (g,) = torch.autograd.grad(out, x, up, create_graph=True)
+    (got,) = torch.autograd.grad((g * c).sum(), up)
+    want = torch.zeros_like(up)
+    for lead in itertools.product(range(2), range(3)):
+        for o in itertools.product(range(3), range(3)):
+            cells = [(2 * o[0] + i, 2 * o[1] + j) for i in range(2) for j in range(2)]
+            values = [float(x[lead + cell]) for cell in cells]
+            tied = [cell for cell, v in zip(cells, values) if v == max(values)]
+            chosen = tied if rule == "split" else tied[-1:]
+            want[lead + o] = sum(float(c[lead + cell]) for cell in chosen) / len(chosen)
+    torch.testing.assert_close(got, want)

@@ -194,12 +194,12 @@ class _EagerRule(torch.autograd.Function):
 
 
 def _add_at_kinks(out: Tensor, grad: Tensor, mask: Tensor, slope: float, create: bool) -> Tensor:
-    """``out + slope·grad·mask``. Without a graph to keep, in place and in slices of about 256K elements:
+    """``out + slope·grad·mask``. Without a graph to keep, in place and in slices of about 64K elements:
     the byte mask is widened to ``out``'s dtype on the way, and slices keep that copy small and in cache.
     """
     if create:
         return torch.addcmul(out, grad, mask.view(torch.uint8), value=slope)
-    rows = max(1, out.shape[0] * 2**18 // out.numel()) if out.dim() > 0 and out.numel() > 0 else 0
+    rows = max(1, out.shape[0] * 2**16 // out.numel()) if out.dim() > 0 and out.numel() > 0 else 0
     if rows == 0 or rows >= out.shape[0]:
         return out.addcmul_(grad, mask.view(torch.uint8), value=slope)
     for o, g, m in zip(out.split(rows), grad.expand_as(out).split(rows), mask.view(torch.uint8).split(rows)):

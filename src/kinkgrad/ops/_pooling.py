@@ -90,28 +90,100 @@ def _resolve(
     if (mode is Trace.NONE and watch is None) or input.numel() == 0:
         return value
     views = windows(input, -math.inf)
-    hit = _not_max(views, value, window_dims) < math.prod(views.shape[-window_dims:]) - 1
+    size = math.prod(views.shape[-window_dims:])
+    eager = _eager_rule(rule, mode, input, value, views, window_dims)
+    count, others = _not_max(views, value, window_dims, positions=eager)
+    hit = count < size - 1
     out = value
     if rule is not None and needs_rule(mode, hit):
-        tied = (
-            (views - value.view(value.shape + (1,) * window_dims)).bool().logical_not_().flatten(-window_dims)
-        )
-        if isinstance(rule, Chooser):
-            w = rule.weights(name, tied, views.flatten(-window_dims), None)
+        if eager:
+            if rule != "first":  # "first" is PyTorch's own choice: its backward already takes it
+                out = _EagerPoolRule.apply(input, value.detach(), others, count, rule, windows)
         else:
-            w = tie_weights(tied, rule, input.dtype, _generator())
-        if w is not None:
-            tangents = windows(zero_tangent(input), 0.0)
-            picked = w.reshape(tangents.shape) * tangents
-            out = _finite_where(value, picked.sum(tuple(range(-window_dims, 0))))
+            out = _surrogate(name, input, value, views, windows, window_dims, rule)
     if watch is not None:
         watch.report(name, out, hit, None)
     return out
 
 
-def _not_max(views: Tensor, value: Tensor, window_dims: int) -> Tensor:
+def _surrogate(
+    name: str, input: Tensor, value: Tensor, views: Tensor, windows: Windows, window_dims: int, rule: Any
+) -> Tensor:
+    """``value`` with the derivative of the chosen tie weights (any transform, any rule)."""
+    tied = (views - value.view(value.shape + (1,) * window_dims)).bool().logical_not_().flatten(-window_dims)
+    if isinstance(rule, Chooser):
+        w = rule.weights(name, tied, views.flatten(-window_dims), None)
+    else:
+        w = tie_weights(tied, rule, input.dtype, _generator())
+    if w is None:
+        return value
+    tangents = windows(zero_tangent(input), 0.0)
+    picked = w.reshape(tangents.shape) * tangents
+    return _finite_where(value, picked.sum(tuple(range(-window_dims, 0))))
+
+
+def _eager_rule(
+    rule: Any, mode: Trace, input: Tensor, value: Tensor, views: Tensor, window_dims: int
+) -> bool:
+    """Whether :class:`_EagerPoolRule` can apply ``rule``: plain eager autograd, a deterministic rule,
+    strided windows that are views of the input (no padding to fill) with at most 31 positions, and
+    finite maxima only (elsewhere PyTorch's own choice stands, which the surrogate keeps)."""
+    return (
+        mode is Trace.EAGER
+        and rule in ("first", "last", "split")
+        and window_dims > 1
+        and math.prod(views.shape[-window_dims:]) < 32
+        and views.untyped_storage().data_ptr() == input.untyped_storage().data_ptr()
+        and math.isfinite(float(value.sum(dtype=torch.float64)))
+    )
+
+
+class _EagerPoolRule(torch.autograd.Function):
+    """Eager-only max-pool rule: forward is PyTorch's value; backward sends each window's gradient to
+    its tied maxima by ``rule`` (``"split"``: evenly; ``"last"``: the last in window order).
+
+    Saves one bit per window position (which candidates are not the maximum, packed into one integer
+    per window) and the count of such candidates: less than PyTorch's own int64 indices.
+    """
+
+    @staticmethod
+    def forward(
+        input: Tensor, value: Tensor, others: Tensor, count: Tensor, rule: str, windows: Windows
+    ) -> Tensor:
+        return value
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        input, _, others, count, rule, windows = inputs
+        ctx.save_for_backward(others, count)
+        ctx.shape, ctx.rule, ctx.windows = input.shape, rule, windows
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        others, count = ctx.saved_tensors
+        grad_input = grad.new_zeros(ctx.shape)
+        views = ctx.windows(grad_input, 0.0)  # views of grad_input: no padding (see _eager_rule)
+        window = views.shape[grad.dim() :]
+        positions = list(enumerate(itertools.product(*(range(k) for k in window))))
+        if ctx.rule == "split":
+            share = grad / (math.prod(window) - count).to(grad.dtype)
+            for bit, position in positions:
+                views[(..., *position)].addcmul_(share, 1 - ((others >> bit) & 1))
+        else:  # "last": the last tied candidate of each window takes the whole gradient
+            taken = torch.zeros_like(others)
+            for bit, position in reversed(positions):
+                chosen = (1 - ((others >> bit) & 1)) * (1 - taken)
+                views[(..., *position)].addcmul_(grad, chosen)
+                taken |= chosen
+        return grad_input, None, None, None, None, None
+
+
+def _not_max(
+    views: Tensor, value: Tensor, window_dims: int, positions: bool = False
+) -> tuple[Tensor, Tensor]:
     """Per window, how many candidates are not its finite maximum (a window ties when at most
-    ``size - 2`` are not).
+    ``size - 2`` are not), and with ``positions`` which ones, as bits of one integer per window (bit
+    ``i`` for the ``i``-th position in window order; an empty tensor otherwise).
 
     ``candidate - max`` is exactly 0 at a finite maximum and nonzero or NaN elsewhere (``inf - inf``
     and the ``-inf`` fill of padding included); its cast to bool is counted in bytes. Strided windows
@@ -120,18 +192,24 @@ def _not_max(views: Tensor, value: Tensor, window_dims: int) -> Tensor:
     reduction over the small, strided window dims.
     """
     window = views.shape[views.dim() - window_dims :]
-    wide = math.prod(window) >= 256  # a byte count would overflow
+    size = math.prod(window)
+    wide = size >= 256  # a byte count would overflow
+    bits = views.new_empty(0, dtype=torch.uint8)
     if window_dims == 1:  # gathered windows: already a contiguous copy, one reduction is best
         others = (views - value.unsqueeze(-1)).bool().view(torch.uint8)
-        return others.sum(-1, dtype=torch.int32 if wide else torch.uint8)
+        return others.sum(-1, dtype=torch.int32 if wide else torch.uint8), bits
+    if positions:
+        bits = torch.zeros(value.shape, dtype=torch.uint8 if size <= 8 else torch.int32, device=value.device)
     count: Tensor | None = None
-    for position in itertools.product(*(range(k) for k in window)):
+    for bit, position in enumerate(itertools.product(*(range(k) for k in window))):
         other = (views[(..., *position)] - value).bool().view(torch.uint8)
+        if positions:
+            bits |= other.to(bits.dtype) << bit
         if wide:
             other = other.to(torch.int32)
         count = other if count is None else count.add_(other)
     assert count is not None
-    return count
+    return count, bits
 
 
 def _gathered(tables: Sequence[tuple[Tensor, Tensor]]) -> Windows:
