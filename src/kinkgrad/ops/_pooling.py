@@ -134,7 +134,7 @@ def _eager_rule(
         and window_dims > 1
         and math.prod(views.shape[-window_dims:]) < 32
         and views.untyped_storage().data_ptr() == input.untyped_storage().data_ptr()
-        and math.isfinite(float(value.sum(dtype=torch.float64)))
+        and math.isfinite(float(value.detach().sum(dtype=torch.float64)))
     )
 
 
