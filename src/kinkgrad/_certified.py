@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 import torch.autograd.forward_ad as fwad
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
@@ -430,59 +431,82 @@ class _Unsupported(Exception):
     """The fast path cannot handle this graph: use the general method."""
 
 
-@dataclass(eq=False)
 class _ReluSite:
-    index: int
-    tie: Tensor  #: bool, ``x == 0``
-    after_bias: bool
-    own: Tensor | None  #: the own-bias tangent (kinkgrad's direction on the bias of the layer before)
-    out: Tensor | None = None  #: relu's output (saved for backward anyway)
-    pending: Tensor | None = None  #: 0/1: ties not decided yet (``None``: all of them)
-    open: Tensor | None = None  #: 0/1: ties decided on the increasing side (slope 1)
-    node: Any = None
-    done: bool = False
+    """A relu call with ties. Decisions: ``opened`` (flat indices of ties decided on the increasing
+    side, slope 1; the others keep relu's slope 0), ``pending`` (bool, ties not decided yet)."""
 
     op = "relu"
+    inert = 0
+
+    def __init__(self, index: int, tie: Tensor, after_bias: bool, own: Tensor | None) -> None:
+        self.index, self.tie, self.after_bias, self.own = index, tie, after_bias, own
+        self.out: Tensor | None = None  #: relu's output (saved for backward anyway)
+        self.pending: Tensor | None = None  #: bool (``None``: every tie)
+        self.opened: list[Tensor] = []
+        self.node: Any = None
+        self.done = False
 
     @property
     def ties(self) -> int:
         return int(self.tie.sum())
 
-    @property
-    def inert(self) -> int:
-        return 0
+    def left(self) -> int:
+        return 0 if self.done else int((self.tie if self.pending is None else self.pending).sum())
 
-    def _pending(self, dtype: torch.dtype) -> Tensor:
-        if self.pending is None:
-            self.pending = self.tie.to(dtype)
-        return self.pending
-
-    def decide(self, t: Tensor | None) -> None:
+    def decide(self, t: Tensor | _Lazy | None) -> None:
         """Decide pending ties by the sign of the input tangent ``t`` (zero: stay pending)."""
         if self.done or t is None:
             return
-        dtype = t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
-        s = torch.sign(t).to(dtype).mul_(self._pending(dtype))
-        opened = s.clamp(min=0)
-        self.open = opened if self.open is None else self.open.add_(opened)
-        self.pending = self._pending(dtype).sub_(s.abs_())
-        self.done = not bool(self.pending.amax())
+        pending = self.tie if self.pending is None else self.pending
+        if isinstance(t, _Lazy):
+            support = t.support()
+            if support is not None:
+                flat = (pending & support).view(-1).nonzero().squeeze(1)
+                if flat.numel() <= _SPARSE_FRACTION * pending.numel():
+                    self._decide_at(flat, t.at(flat))
+                    return
+            t = t.dense()
+        self._decide_at(pending.view(-1).nonzero().squeeze(1), t.reshape(-1)[pending.view(-1)])
 
-    def left(self) -> int:
-        return 0 if self.done else (self.ties if self.pending is None else int(self.pending.sum()))
+    def _decide_at(self, flat: Tensor, values: Tensor) -> None:
+        if self.pending is None:
+            self.pending = self.tie.clone()
+        self.opened.append(flat[values > 0])
+        self.pending.view(-1)[flat[values != 0]] = False
+        self.done = not bool(self.pending.view(torch.uint8).amax())
 
-    def tangent(self, t: Tensor | None) -> Tensor | None:
+    def slope_at(self, flat: Tensor) -> Tensor:
+        assert self.out is not None
+        slope = self.out.detach().flatten()[flat].bool()
+        for opened in self.opened:
+            slope |= torch.isin(flat, opened)
+        return slope
+
+    def moves(self) -> Tensor:
+        """bool, shaped like the output: where the output's tangent may be nonzero."""
+        assert self.out is not None
+        moves = self.out.detach().bool()
+        for opened in self.opened:
+            moves.view(-1)[opened] = True
+        return moves
+
+    def through(self, t: Tensor, result: Tensor | None = None) -> Tensor:
+        """The output's tangent (or gradient, the map is diagonal) from the input's."""
+        result = self.out if result is None else result
+        assert result is not None
+        out = torch.ops.aten.threshold_backward(t, result, 0)
+        for opened in self.opened:
+            out.view(-1)[opened] = t.reshape(-1)[opened]
+        return out
+
+    def tangent(self, t: Tensor | _Lazy | None) -> Tensor | _Lazy | None:
         if t is None:
             return None
-        assert self.out is not None
-        out = torch.ops.aten.threshold_backward(t, self.out, 0)
-        if self.open is not None:
-            out = out.addcmul_(t, self.open.to(t.dtype))
-        return out
+        return _LazyRelu(t, self) if isinstance(t, _Lazy) else self.through(t)
 
 
 class _TieRelu(torch.autograd.Function):
-    """``relu`` whose derivative at its ties is read from ``site.open`` when backward runs."""
+    """``relu`` whose derivative at its ties is read from ``site.opened`` when backward runs."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, site: _ReluSite) -> Tensor:
@@ -493,12 +517,9 @@ class _TieRelu(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        (out,) = ctx.saved_tensors
-        g = torch.ops.aten.threshold_backward(grad, out, 0)
         site: _ReluSite = ctx.kinkgrad_site
-        if site.open is not None:
-            g = g.addcmul_(grad, site.open.to(grad.dtype))
-        return g, None
+        (out,) = ctx.saved_tensors
+        return site.through(grad, out), None
 
 
 @dataclass(eq=False)
@@ -541,21 +562,35 @@ class _PoolSite:
         dx = torch.arange(kw, device=base.device).repeat(kh)
         return base[:, None] + (dy * w + dx)[None, :]
 
-    def decide(self, t: Tensor | None) -> None:
+    def _initial(self, windows: Tensor) -> Tensor:
+        """The tied candidates of ``windows`` (before any direction): ``[windows, kh*kw]`` bool."""
+        assert self.value is not None
+        values = self.x.detach().flatten()[self._candidates(windows)]
+        return (values == self.value.flatten()[windows][:, None]) & torch.isfinite(values)
+
+    def decide(self, t: Tensor | _Lazy | None) -> None:
+        """Among the tied candidates of each pending window, keep those with the largest tangent; the
+        window's gradient goes to the first of them. Windows where no candidate moves along this
+        direction are left for the next one (``alive`` is materialized only when needed)."""
         if self.windows is None or t is None:
             return
         assert self.value is not None and self.indices is not None
-        if self.alive is None:
-            cand = self._candidates(self.windows)
-            values = self.x.detach().flatten()[cand]
-            self.alive = (values == self.value.flatten()[self.windows][:, None]) & torch.isfinite(values)
-        # only windows where some candidate moves along this direction can be decided by it
-        moving = _window_any(t, self.kernel, self.value.shape).view(-1)[self.windows]
+        support = t.support() if isinstance(t, _Lazy) else t
+        if support is None:
+            support = t = _dense(t)
+        assert support is not None
+        moving = _window_any(support.expand(self.x.shape), self.kernel, self.value.shape)
+        moving = moving.view(-1)[self.windows]
         if not bool(moving.view(torch.uint8).amax()):
             return
-        windows, alive = self.windows[moving], self.alive[moving]
+        windows = self.windows[moving]
+        alive = self._initial(windows) if self.alive is None else self.alive[moving]
         cand = self._candidates(windows)
-        tangents = t.flatten()[cand]
+        if isinstance(t, _Lazy):
+            tangents = t.at(cand.flatten()).view(cand.shape)
+        else:
+            assert t is not None
+            tangents = t.flatten()[cand]
         score = torch.where(alive, tangents, torch.full_like(tangents, -torch.inf))
         best = score.amax(-1, keepdim=True)
         alive = alive & (score == best)
@@ -564,9 +599,14 @@ class _PoolSite:
             self.indices, self.cloned = self.indices.clone(), True
         h, w = self.x.shape[-2:]
         self.indices.view(-1)[windows] = winner % (h * w)
-        self.alive[moving] = alive
-        keep = self.alive.sum(-1) > 1
-        self.windows, self.alive = self.windows[keep], self.alive[keep]
+        keep = alive.sum(-1) > 1
+        rest = moving.logical_not_()
+        if self.alive is None and not bool(keep.any()):
+            self.windows = self.windows[rest]
+        else:
+            before = self._initial(self.windows[rest]) if self.alive is None else self.alive[rest]
+            self.windows = torch.cat([self.windows[rest], windows[keep]])
+            self.alive = torch.cat([before, alive[keep]])
         if self.windows.numel() == 0:
             self.windows = self.alive = None
 
@@ -577,7 +617,8 @@ class _PoolSite:
     def done(self) -> bool:
         return self.windows is None
 
-    def tangent(self, t: Tensor | None) -> Tensor | None:
+    def tangent(self, t: Tensor | _Lazy | None) -> Tensor | None:
+        t = _dense(t)
         if t is None:
             return None
         assert self.value is not None and self.indices is not None
@@ -729,7 +770,7 @@ class _FastPass(TorchFunctionMode):
             own = None if self.bias_direction is None else _own_bias_tangent(x, self.bias_direction)
             site = _ReluSite(len(self.sites), nonzero.logical_not_(), _after_bias(x), own)
             out = _TieRelu.apply(x, site)
-            site.out, site.node = out, out.grad_fn
+            site.out, site.node = out.detach(), out.grad_fn  # (detached: no reference cycle)
         self.sites.append(site)
         return out
 
@@ -737,7 +778,7 @@ class _FastPass(TorchFunctionMode):
         with torch._C.DisableTorchFunction():
             site = _PoolSite(len(self.sites), x, kernel)
             value, indices = _TiePool.apply(x, site, kernel)
-            site.value, site.node = value, value.grad_fn
+            site.value, site.node = value.detach(), value.grad_fn
             v = value.detach()
             xd = x.detach()
             if kernel == (2, 2) and xd.is_contiguous() and xd.shape[-2] % 2 == 0 and xd.shape[-1] % 2 == 0:
@@ -901,6 +942,130 @@ _RULES: dict[str, Callable[[Any, list[Tensor | None]], Tensor | None]] = {
 }
 
 
+class _Lazy:
+    """A tangent evaluated only where it is asked for: ``at(flat indices)``, ``support()`` (a bool
+    tensor broadcastable to the output, false where the tangent is exactly 0; ``None``: anywhere), and
+    ``dense()``."""
+
+    shape: torch.Size
+
+    def dense(self) -> Tensor:
+        raise NotImplementedError
+
+    def at(self, flat: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def support(self) -> Tensor | None:
+        raise NotImplementedError
+
+
+def _dense(t: Tensor | _Lazy | None) -> Tensor | None:
+    return t.dense() if isinstance(t, _Lazy) else t
+
+
+_SPARSE_FRACTION = 1 / 32  # evaluate a lazy tangent densely when more entries than this are asked for
+
+
+def _unravel(flat: Tensor, shape: Sequence[int]) -> list[Tensor]:
+    out = []
+    for size in reversed(shape[1:]):
+        out.append(flat % size)
+        flat = flat // size
+    out.append(flat)
+    return out[::-1]
+
+
+class _LazyConv(_Lazy):
+    """Tangent of a 2-d convolution (groups 1): ``conv(ẋ, W) + conv(x, Ẇ) + ḃ``. At a few outputs it
+    is a dot product with each one's input patch; its support is where some patch entry moves."""
+
+    def __init__(self, node: Any, tx: Tensor | None, tw: Tensor | None, tb: Tensor | None) -> None:
+        self.node, self.tx, self.tw, self.tb = node, tx, tw, tb
+        self.shape = _out_shape(node)
+        self._dense: Tensor | None = None
+
+    def dense(self) -> Tensor:
+        if self._dense is None:
+            out = _conv(self.node, [self.tx, self.tw, self.tb])
+            self._dense = torch.zeros(self.shape, dtype=self.node._saved_weight.dtype) if out is None else out
+        return self._dense
+
+    def support(self) -> Tensor | None:
+        if self._dense is not None or self.tb is not None:
+            return None
+        node = self.node
+        moving = None
+        for t in (self.tx, None if self.tw is None else node._saved_input):
+            if t is not None:
+                m = t.bool().view(torch.uint8).amax(1, keepdim=True)
+                moving = m if moving is None else torch.maximum(moving, m)
+        if moving is None:
+            return torch.zeros((), dtype=torch.bool)
+        kernel = node._saved_weight.shape[-2:]
+        reach = F.max_pool2d(
+            moving.to(torch.float32), kernel, node._saved_stride, node._saved_padding, node._saved_dilation
+        )
+        return reach.bool()
+
+    def at(self, flat: Tensor) -> Tensor:
+        if self._dense is not None or flat.numel() > _SPARSE_FRACTION * self.shape.numel():
+            return self.dense().flatten()[flat]
+        node = self.node
+        n, c, i, j = _unravel(flat, self.shape)
+        out = None
+        if self.tw is not None:
+            out = _conv_at(node._saved_input, self.tw, n, c, i, j, node)
+        if self.tx is not None:
+            out = _sum(out, _conv_at(self.tx, node._saved_weight, n, c, i, j, node))
+        if self.tb is not None:
+            out = _sum(out, self.tb[c])
+        return torch.zeros(flat.shape, dtype=node._saved_weight.dtype) if out is None else out
+
+
+def _conv_at(x: Tensor, w: Tensor, n: Tensor, c: Tensor, i: Tensor, j: Tensor, node: Any) -> Tensor:
+    """``conv2d(x, w)`` at the outputs ``(n, c, i, j)``: each output's input patch, gathered."""
+    (sy, sx), (py, px), (dy, dx) = node._saved_stride, node._saved_padding, node._saved_dilation
+    _, cin, h, wd = x.shape
+    kh, kw = w.shape[-2:]
+    ci = torch.arange(cin).repeat_interleave(kh * kw)
+    ky = torch.arange(kh).repeat_interleave(kw).repeat(cin)
+    kx = torch.arange(kw).repeat(cin * kh)
+    y = (i * sy - py)[:, None] + (ky * dy)[None, :]
+    z = (j * sx - px)[:, None] + (kx * dx)[None, :]
+    inside = (y >= 0) & (y < h) & (z >= 0) & (z < wd)
+    start = (n * (cin * h * wd))[:, None] + (ci * (h * wd))[None, :]
+    index = start + y.clamp(0, h - 1) * wd + z.clamp(0, wd - 1)
+    patches = x.flatten()[index] * inside
+    return (patches * w.reshape(w.shape[0], -1)[c]).sum(-1)
+
+
+class _LazyRelu(_Lazy):
+    """Tangent of a relu output: the input's where the output is positive or a tie was opened."""
+
+    def __init__(self, t: _Lazy, site: _ReluSite) -> None:
+        self.t, self.site = t, site
+        assert site.out is not None
+        self.shape = site.out.shape
+
+    def dense(self) -> Tensor:
+        return self.site.through(self.t.dense())
+
+    def support(self) -> Tensor | None:
+        moves = self.site.moves()
+        inner = self.t.support()
+        return moves if inner is None else moves & inner
+
+    def at(self, flat: Tensor) -> Tensor:
+        return self.t.at(flat) * self.site.slope_at(flat)
+
+
+def _plain_relu(out: Tensor) -> _ReluSite:
+    """A relu call without ties (``ReluBackward0``), as the tangent sweep sees it."""
+    site = _ReluSite(-1, out, False, None)
+    site.out, site.done = out, True
+    return site
+
+
 def _tangents(
     sites: Sequence[_ReluSite | _PoolSite],
     leaf: dict[int, Tensor],
@@ -916,9 +1081,9 @@ def _tangents(
         for edge in node.next_functions:
             if edge[0] is not None:
                 uses[edge[0]] = uses.get(edge[0], 0) + 1
-    values: dict[Any, Tensor | None] = {}
+    values: dict[Any, Tensor | _Lazy | None] = {}
 
-    def tangent(edge: tuple[Any, int]) -> Tensor | None:
+    def tangent(edge: tuple[Any, int]) -> Tensor | _Lazy | None:
         node = edge[0]
         if node is None:
             return None
@@ -936,14 +1101,21 @@ def _tangents(
     for node in order:
         tin = [tangent(edge) for edge in node.next_functions]
         site = getattr(node, "kinkgrad_site", None)
-        if site is not None:
-            if node in targets:
-                site.decide(tin[0])
-            out = site.tangent(tin[0])
-        else:
-            out = _RULES[node.name()](node, tin)
-        if uses.get(node, 0) > 0:
-            values[node] = out
+        if site is not None and node in targets:
+            site.decide(tin[0])
+        if uses.get(node, 0) > 0:  # (a site that only decides needs no output tangent)
+            values[node] = _rule(node, tin) if site is None else site.tangent(tin[0])
+
+
+def _rule(node: Any, tin: list[Tensor | _Lazy | None]) -> Tensor | _Lazy | None:
+    name = node.name()
+    conv = name == "ConvolutionBackward0" and not node._saved_transposed and node._saved_groups == 1
+    if conv and len(node._saved_stride) == 2 and any(t is not None for t in tin[:2]):
+        tx, tw, tb = (_dense(t) for t in (tin + [None, None, None])[:3])
+        return _LazyConv(node, tx, tw, tb)
+    if name == "ReluBackward0" and isinstance(tin[0], _Lazy):
+        return _LazyRelu(tin[0], _plain_relu(node._saved_result))
+    return _RULES[name](node, [_dense(t) for t in tin])
 
 
 def _plan(
@@ -1033,6 +1205,12 @@ def _fast(
     return "tangents"
 
 
+def _release(sites: Sequence[_ReluSite | _PoolSite]) -> None:
+    """Drop the sites' references to their autograd nodes (which reference the sites: a cycle)."""
+    for s in sites:
+        s.node = None
+
+
 def _certify(
     run: Callable[[], Tensor],
     tensors: Sequence[Tensor],
@@ -1056,6 +1234,7 @@ def _certify(
     fast.calm.clear()
     if not _any_rank(fast.detector.needs_tangent):
         method = _fast(fast, tensors, listed, boundary)
+        _release(fast.sites)
         if method is not None:
             sites = fast.sites
 

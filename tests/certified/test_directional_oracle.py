@@ -48,6 +48,21 @@ class SmallCNN(nn.Module):
         return self.fc(F.max_pool2d(torch.relu(self.conv(x)), 2).flatten(1))
 
 
+class BiasFreeCNN(nn.Module):
+    """The benchmark CNN's shape in small: bias-free convolutions (blank patches give relu inputs that
+    are exactly 0 whatever the weights), relu, max-pool of relu outputs, then a linear layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 2, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(2, 3, 3, padding=1, bias=False)
+        self.fc = nn.Linear(3 * 3 * 3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.fc(F.max_pool2d(h, 2).flatten(1))
+
+
 FAMILIES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "mlp": (
         lambda: nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 2)),
@@ -56,6 +71,7 @@ FAMILIES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
     "residual": (lambda: nn.Sequential(nn.Linear(4, 4), Residual(4), Residual(4), nn.Linear(4, 2)), (6, 4)),
     "mixed": (Mixed, (6, 4)),
     "cnn": (SmallCNN, (3, 1, 6, 6)),
+    "bias-free cnn": (BiasFreeCNN, (3, 1, 6, 6)),
 }
 
 
@@ -67,6 +83,8 @@ def _build(family: str, seed: int) -> tuple[nn.Module, torch.Tensor]:
         for p in model.parameters():
             p.copy_(torch.round(p * 4) / 4)  # multiples of 1/4: many exact zeros and ties
     x = torch.round(torch.rand(shape, dtype=torch.float64) * 2) / 2  # levels 0, 1/2, 1
+    if family == "bias-free cnn":
+        x[..., :3, :] = 0  # a blank band, as in MNIST: relu inputs exactly 0 for any weights
     return model, x
 
 
@@ -157,3 +175,26 @@ def test_gradients_with_respect_to_inputs() -> None:
         shifted = (x.detach() + T * d).requires_grad_()
         (oracle,) = torch.autograd.grad(1.5 * model(shifted).sum(), shifted)
         torch.testing.assert_close(g, oracle, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0], ids=["dense tangents", "tangents at the ties only"])
+def test_tangents_at_the_ties_only_equal_dense_tangents(
+    fraction: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path evaluates a convolution's tangent only at the ties that can move (a dot product
+    with the input patch) when they are few, densely otherwise: both give the directional limit."""
+    import kinkgrad._certified as certified
+
+    monkeypatch.setattr(certified, "_SPARSE_FRACTION", fraction)
+    for seed in SEEDS:
+        model, x = _build("bias-free cnn", seed)
+        loss = _loss(model, x)
+        generator = torch.Generator().manual_seed(2000 + seed)
+        direction = [
+            torch.randn(p.shape, generator=generator, dtype=torch.float64) for p in model.parameters()
+        ]
+        model.zero_grad()
+        clarke_backward(loss, model, direction=direction)
+        oracle = _plain_at(model, loss, [T * d for d in direction])
+        for p, o in zip(model.parameters(), oracle):
+            torch.testing.assert_close(p.grad, o, rtol=1e-5, atol=1e-5)

@@ -163,3 +163,34 @@ def test_comparisons_that_tie_are_decided_along_the_ray() -> None:
     assert g.tolist() == [0.0, 0.0, UP]  # moving down, x >= 0 turns false at the two zeros
     (g,) = clarke_grad(lambda x: UP * (x * (x >= 0)).sum(), x, direction=-down)
     assert g.tolist() == [UP] * 3
+
+
+def test_pool_ties_of_locally_constant_relu_zeros_are_inert() -> None:
+    """Max-pool windows of relu outputs that are 0 because their inputs are strictly negative: the
+    candidates are locally constant, any branch gives the same gradient, nothing more is computed."""
+    w = _t([[[[1.0]]]])
+    x = -torch.tensor([[[[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]]], dtype=torch.float64)
+    x[..., 0, 2:] = -x[..., 0, 2:]  # the right window has a positive maximum, no tie
+
+    def f() -> torch.Tensor:
+        return UP * F.max_pool2d(torch.relu(F.conv2d(x, w)), 2).sum()
+
+    record = kinkgrad.check_ad_backward(f, [w])
+    assert record.agree and record.method == "inert" and record.unresolved == 0
+    assert [(s.op, s.ties, s.inert) for s in record.sites] == [("max_pool2d", 1, 1)]
+    clarke_backward(f, [w])
+    assert w.grad is not None and float(w.grad) == pytest.approx(UP * 4.0)
+
+
+def test_max_pool_with_indices_keeps_pytorchs_indices() -> None:
+    """The certified max-pool returns PyTorch's values and indices; only the gradient changes."""
+    u = _t([[[[0.0, 0.0], [0.0, 0.0]]]])
+    direction = torch.tensor([[[[0.0, 0.0], [1.0, 0.0]]]], dtype=torch.float64)
+
+    def f(u: torch.Tensor) -> torch.Tensor:
+        value, indices = F.max_pool2d(u, 2, return_indices=True)
+        assert indices.tolist() == [[[[0]]]]
+        return UP * value.sum()
+
+    (g,) = clarke_grad(f, u, direction=direction)
+    assert g.tolist() == [[[[0.0, 0.0], [UP, 0.0]]]]
