@@ -95,14 +95,10 @@ Key = tuple[str, str, int]
 
 def _count(mask: Tensor) -> Count:
     """``True`` entries of a boolean ``mask``: an ``int`` on the CPU, a device tensor elsewhere (no
-    synchronisation). On the CPU the bytes are summed in float32, the fastest reduction PyTorch has
-    there and exact below 2**24 entries (every partial sum is an integer below 2**24); beyond that,
-    and on devices, ``count_nonzero`` (an integer sum would first widen the mask to an integer copy)."""
-    if mask.device.type != "cpu":
-        return torch.count_nonzero(mask)
-    if mask.numel() < 2**24:
-        return int(mask.view(torch.uint8).sum(dtype=torch.float32))
-    return int(torch.count_nonzero(mask))
+    synchronisation). ``count_nonzero`` reads the bytes as they are, with no temporary (a ``sum`` in
+    any dtype but bool's own first widens the whole mask into a copy)."""
+    total = torch.count_nonzero(mask)
+    return int(total) if total.device.type == "cpu" else total
 
 
 def _expanded(kinks: Tensor, output: Tensor) -> int:
