@@ -202,7 +202,8 @@ def _not_max(
         bits = torch.zeros(value.shape, dtype=torch.uint8 if size <= 8 else torch.int32, device=value.device)
     count: Tensor | None = None
     for bit, position in enumerate(itertools.product(*(range(k) for k in window))):
-        other = (views[(..., *position)] - value).bool().view(torch.uint8)
+        index: tuple[Any, ...] = (..., *position)
+        other = (views[index] - value).bool().view(torch.uint8)
         if positions:
             bits |= other.to(bits.dtype) << bit
         if wide:
