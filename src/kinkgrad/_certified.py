@@ -15,14 +15,19 @@ any), then one Gaussian direction over all differentiated tensors, drawn from ``
 in :func:`_directions`). One Gaussian direction is the limit, and enough: a tie it leaves (tied
 candidates with equal tangents, or an elementwise kink with zero tangent) has, with probability one,
 candidates with *equal gradients* (a nonzero gradient difference is orthogonal to a Gaussian vector
-with probability zero), so its branch cannot change the first-order result. Such ties are counted in
-``ADCheck.unresolved`` only when the caller's direction left them and no Gaussian pass followed.
+with probability zero), so its branch cannot change the first-order result: such a tie is left as
+PyTorch has it and counted in ``ADCheck.unresolved``.
 
-**Cost.** An eager pass first checks for kinks (one comparison per element, as a policy does); with
-no kink hit, the gradient is plain backprop's (f is differentiable there), so a batch with no tie
-costs a backward pass. Otherwise one forward pass with tangents (about twice a forward) plus one
-backward resolve all ties with probability one. After a batch with ties, the next call skips the
-check (ties tend to persist: quantized weights, sparse inputs, 16-bit).
+**Cost** (the fast path, :class:`_FastPass`). The closure runs once, as it is: ``relu`` and
+non-overlapping ``max_pool2d`` check their input for ties (one cheap pass); with no tie anywhere,
+that forward pass and plain backprop are the whole cost. Ties whose candidates are locally constant (a
+max-pool window of relu zeros whose inputs are strictly negative) cannot change the gradient and are
+left alone. Other ties are decided *between* the forward and the backward pass: relu ties right after
+a biased layer by kinkgrad's own direction on that bias (no tangent at all), the rest by tangents
+computed from the forward pass's autograd graph (its saved tensors are the primal values: nothing is
+recomputed), only upstream of the ties, and for bias-free convolutions only at the ties whose input
+patch can move. Any other tie, or a graph node without a tangent rule, falls back to the general
+method: re-run the closure with forward-mode AD along each direction (:class:`_Certifier`).
 
 Batch norm in train mode, dropout: RNG state and module buffers (running statistics) are restored
 before every re-run, so every pass sees the same masks and the buffers are updated once, when
@@ -69,6 +74,11 @@ class ADCheck:
     Clarke subdifferential here, when one holds: ``"no kink"`` (f is differentiable at the point), or
     ``"park-chun-lee-2024"`` (every kink hit is elementwise, right after a layer with a bias, and no
     selection ties: Park, Chun & Lee, ICLR 2024).
+
+    ``unresolved`` counts the ties that no direction resolved (zero tangent, or tied candidates with
+    equal tangents, after kinkgrad's Gaussian direction): with probability one their candidates have
+    equal gradients, so their branch cannot change the result. ``KinkSite.inert`` counts the ties
+    proven not to matter without any direction (locally constant candidates).
     """
 
     agree: bool
@@ -78,7 +88,9 @@ class ADCheck:
     sites: tuple[KinkSite, ...]
     unresolved: int
     sufficient_condition: str | None
-    method: str = "tangents"  #: how ties were decided: "no kink", "own bias" (see docs) or "tangents"
+    #: how ties were decided: "no kink", "inert" (every tie provably cannot matter), "own bias" (see
+    #: docs) or "tangents"
+    method: str = "tangents"
 
 
 def _tangent(x: Tensor) -> Tensor:
@@ -412,16 +424,17 @@ def _check_same_direction(
 # ``relu`` and non-overlapping ``max_pool2d`` (the kink ops of almost every network) are certified in the
 # ordinary forward pass itself. Each checks for ties with one cheap pass over its input; a call with no
 # tie runs PyTorch's op, nothing else. A call with ties runs PyTorch's op inside a small autograd
-# function whose backward reads decisions that are made *after* the forward pass (``_ReluSite.open``,
+# function whose backward reads decisions that are made *after* the forward pass (``_ReluSite.opened``,
 # ``_PoolSite.indices``), so no second forward pass is needed:
 #
 # * ties that provably cannot change the gradient are left alone (a max-pool window of relu outputs
 #   that are 0 because their inputs are strictly negative: locally constant candidates);
 # * with kinkgrad's own direction, relu ties right after a biased layer are decided by the bias's own
-#   direction (``_OwnBias``), no tangent at all;
+#   direction (:func:`_own_bias_tangent`), no tangent at all;
 # * the others get tangents: forward-mode derivatives computed from the autograd graph of the forward
 #   pass (its saved tensors are the primal values), only for the nodes upstream of a tie, freed as soon
-#   as their consumers have them (``_Tangents``).
+#   as their consumers have them (:func:`_tangents`); a convolution's tangent is evaluated lazily
+#   (:class:`_LazyConv`): only at the ties whose input patch moves, when they are few.
 #
 # Anything else (a tie at another kink op, a node type without a tangent rule, a transform) falls back
 # to the general method: re-run the closure with forward-mode AD (``_Certifier``).
