@@ -488,6 +488,9 @@ class _ReluSite:
         self.pending.view(-1)[flat[values != 0]] = False
         self.done = not bool(self.pending.view(torch.uint8).amax())
 
+    def forget(self) -> None:
+        self.tie = self.pending = None  # type: ignore[assignment]
+
     def slope_at(self, flat: Tensor) -> Tensor:
         assert self.out is not None
         slope = self.out.detach().flatten()[flat].bool()
@@ -547,7 +550,7 @@ class _PoolSite:
     alive: Tensor | None = None  #: [windows, k] candidates still in the running
     node: Any = None
     need: Tensor | None = None  #: bool per window: tied, and some candidate may move
-    cloned: bool = False
+    cloned: bool = False  #: ``indices`` is kinkgrad's own (no caller holds it): decide in place
 
     op = "max_pool2d"
     own = None
@@ -625,6 +628,9 @@ class _PoolSite:
 
     def left(self) -> int:
         return 0 if self.windows is None else int(self.windows.numel())
+
+    def forget(self) -> None:
+        self.tied = self.need = self.windows = self.alive = None
 
     @property
     def done(self) -> bool:
@@ -790,6 +796,7 @@ class _FastPass(TorchFunctionMode):
     def _pool(self, x: Tensor, kernel: tuple[int, int], return_indices: bool) -> Any:
         with torch._C.DisableTorchFunction():
             site = _PoolSite(len(self.sites), x, kernel)
+            site.cloned = not return_indices  # PyTorch's indices are the caller's: decide on a copy
             value, indices = _TiePool.apply(x, site, kernel)
             site.value, site.node = value.detach(), value.grad_fn
             v = value.detach()
@@ -996,6 +1003,7 @@ class _LazyConv(_Lazy):
         self.node, self.tx, self.tw, self.tb = node, tx, tw, tb
         self.shape = _out_shape(node)
         self._dense: Tensor | None = None
+        self._support: Tensor | None = None
 
     def dense(self) -> Tensor:
         if self._dense is None:
@@ -1006,50 +1014,66 @@ class _LazyConv(_Lazy):
     def support(self) -> Tensor | None:
         if self._dense is not None or self.tb is not None:
             return None
-        node = self.node
-        moving = None
-        for t in (self.tx, None if self.tw is None else node._saved_input):
-            if t is not None:
-                m = t.bool().view(torch.uint8).amax(1, keepdim=True)
-                moving = m if moving is None else torch.maximum(moving, m)
-        if moving is None:
-            return torch.zeros((), dtype=torch.bool)
-        kernel = node._saved_weight.shape[-2:]
-        reach = F.max_pool2d(
-            moving.to(torch.float32), kernel, node._saved_stride, node._saved_padding, node._saved_dilation
-        )
-        return reach.bool()
+        if self._support is None:
+            node = self.node
+            moving = None
+            for t in (self.tx, None if self.tw is None else node._saved_input):
+                if t is not None:
+                    m = t.bool().view(torch.uint8).amax(1, keepdim=True)
+                    moving = m if moving is None else torch.maximum(moving, m)
+            if moving is None:
+                return torch.zeros((), dtype=torch.bool)
+            kernel = node._saved_weight.shape[-2:]
+            reach = F.max_pool2d(
+                moving.to(torch.float32),
+                kernel,
+                node._saved_stride,
+                node._saved_padding,
+                node._saved_dilation,
+            )
+            self._support = reach.bool()
+        return self._support
 
     def at(self, flat: Tensor) -> Tensor:
         if self._dense is not None or flat.numel() > _SPARSE_FRACTION * self.shape.numel():
             return self.dense().flatten()[flat]
         node = self.node
+        weight = node._saved_weight
         n, c, i, j = _unravel(flat, self.shape)
-        out = None
+        source = self.tx if self.tx is not None else node._saved_input
+        index, inside = _patch_index(source.shape, weight.shape, n, i, j, node)
+        product = None
         if self.tw is not None:
-            out = _conv_at(node._saved_input, self.tw, n, c, i, j, node)
+            product = node._saved_input.flatten()[index] * self.tw.reshape(weight.shape[0], -1)[c]
         if self.tx is not None:
-            out = _sum(out, _conv_at(self.tx, node._saved_weight, n, c, i, j, node))
+            term = self.tx.flatten()[index] * weight.reshape(weight.shape[0], -1)[c]
+            product = term if product is None else product.add_(term)
+        out = None
+        if product is not None:
+            out = (product if inside is None else product.mul_(inside)).sum(-1)
         if self.tb is not None:
             out = _sum(out, self.tb[c])
-        return torch.zeros(flat.shape, dtype=node._saved_weight.dtype) if out is None else out
+        return torch.zeros(flat.shape, dtype=weight.dtype) if out is None else out
 
 
-def _conv_at(x: Tensor, w: Tensor, n: Tensor, c: Tensor, i: Tensor, j: Tensor, node: Any) -> Tensor:
-    """``conv2d(x, w)`` at the outputs ``(n, c, i, j)``: each output's input patch, gathered."""
+def _patch_index(
+    shape: Sequence[int], kernel: Sequence[int], n: Tensor, i: Tensor, j: Tensor, node: Any
+) -> tuple[Tensor, Tensor | None]:
+    """Flat indices into a ``shape`` input of the patch of each output ``(n, ·, i, j)`` of a 2-d
+    convolution: ``[outputs, cin*kh*kw]``, and where padding applies, which of them are inside."""
     (sy, sx), (py, px), (dy, dx) = node._saved_stride, node._saved_padding, node._saved_dilation
-    _, cin, h, wd = x.shape
-    kh, kw = w.shape[-2:]
-    ci = torch.arange(cin).repeat_interleave(kh * kw)
-    ky = torch.arange(kh).repeat_interleave(kw).repeat(cin)
-    kx = torch.arange(kw).repeat(cin * kh)
+    _, cin, h, wd = shape
+    kh, kw = kernel[-2:]
+    ci = torch.arange(cin, device=n.device).repeat_interleave(kh * kw)
+    ky = torch.arange(kh, device=n.device).repeat_interleave(kw).repeat(cin)
+    kx = torch.arange(kw, device=n.device).repeat(cin * kh)
     y = (i * sy - py)[:, None] + (ky * dy)[None, :]
     z = (j * sx - px)[:, None] + (kx * dx)[None, :]
-    inside = (y >= 0) & (y < h) & (z >= 0) & (z < wd)
     start = (n * (cin * h * wd))[:, None] + (ci * (h * wd))[None, :]
-    index = start + y.clamp(0, h - 1) * wd + z.clamp(0, wd - 1)
-    patches = x.flatten()[index] * inside
-    return (patches * w.reshape(w.shape[0], -1)[c]).sum(-1)
+    if py == 0 and px == 0:
+        return start + y * wd + z, None
+    inside = (y >= 0) & (y < h) & (z >= 0) & (z < wd)
+    return start + y.clamp(0, h - 1) * wd + z.clamp(0, wd - 1), inside
 
 
 class _LazyRelu(_Lazy):
@@ -1218,10 +1242,13 @@ def _fast(
     return "tangents"
 
 
-def _release(sites: Sequence[_ReluSite | _PoolSite]) -> None:
-    """Drop the sites' references to their autograd nodes (which reference the sites: a cycle)."""
+def _release(sites: Sequence[_ReluSite | _PoolSite], record: bool) -> None:
+    """Drop the sites' references to their autograd nodes (which reference the sites: a cycle), and,
+    when no record is wanted, all that the backward pass does not read (tie masks, pending windows)."""
     for s in sites:
         s.node = None
+        if not record:
+            s.forget()
 
 
 def _certify(
@@ -1232,6 +1259,7 @@ def _certify(
     dual: Callable[[Sequence[Tensor]], Any],
     own: tuple[Tensor, ...] | None = None,
     boundary: Callable[[Sequence[Tensor]], dict[tuple[Any, int], Tensor]] = lambda d: {},
+    record: bool = True,
 ) -> _Outcome:
     """Run ``run`` and decide every tie; return the loss whose graph carries the decisions.
 
@@ -1247,15 +1275,15 @@ def _certify(
     fast.calm.clear()
     if not _any_rank(fast.detector.needs_tangent):
         method = _fast(fast, tensors, listed, boundary)
-        _release(fast.sites)
+        _release(fast.sites, record)
         if method is not None:
             sites = fast.sites
 
-            def record() -> tuple[tuple[KinkSite, ...], int]:
+            def summary() -> tuple[tuple[KinkSite, ...], int]:
                 kinks = tuple(KinkSite(s.op, s.index, s.ties, s.after_bias, s.inert) for s in sites)
                 return kinks, sum(s.left() for s in sites)
 
-            return _Outcome(loss, record, method)
+            return _Outcome(loss, summary, method)
     del loss
     snapshot.restore()
     certifier = _Certifier()
@@ -1313,6 +1341,7 @@ def clarke_backward(
         snapshot,
         lambda d: _tangents_on(plist, d),
         None if direction is not None else _gaussian(plist, 0 if seed is None else seed),
+        record=False,
     )
     outcome.loss.backward()
     return outcome.loss.detach()
