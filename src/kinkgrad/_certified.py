@@ -540,17 +540,22 @@ class _TieRelu(torch.autograd.Function):
 
 @dataclass(eq=False)
 class _PoolSite:
+    """A max-pool call with tied windows. ``pending`` (bool per window) marks the tied windows not yet
+    decided; ``narrowed`` keeps, for windows a direction left with several best candidates, which
+    candidates are still in the running."""
+
     index: int
     x: Tensor  #: the pool's input (saved for backward anyway)
     kernel: tuple[int, int]
     value: Tensor | None = None
     indices: Tensor | None = None  #: PyTorch's, then (a copy) with the decided winners
     tied: Tensor | None = None  #: bool per window: the maximum is attained twice or more
-    windows: Tensor | None = None  #: flat indices of the tied windows that still need a decision
-    alive: Tensor | None = None  #: [windows, k] candidates still in the running
-    node: Any = None
     need: Tensor | None = None  #: bool per window: tied, and some candidate may move
+    pending: Tensor | None = None  #: bool per window: still to decide (``need`` until a decision)
+    narrowed: tuple[Tensor, Tensor] | None = None  #: (sorted windows, [windows, k] alive candidates)
+    node: Any = None
     cloned: bool = False  #: ``indices`` is kinkgrad's own (no caller holds it): decide in place
+    done: bool = False
 
     op = "max_pool2d"
     own = None
@@ -578,63 +583,81 @@ class _PoolSite:
         dx = torch.arange(kw, device=base.device).repeat(kh)
         return base[:, None] + (dy * w + dx)[None, :]
 
-    def _initial(self, windows: Tensor) -> Tensor:
-        """The tied candidates of ``windows`` (before any direction): ``[windows, kh*kw]`` bool."""
+    def _alive(self, windows: Tensor, cand: Tensor) -> Tensor:
+        """The candidates of ``windows`` still in the running: ``[windows, kh*kw]`` bool."""
         assert self.value is not None
-        values = self.x.detach().flatten()[self._candidates(windows)]
-        return (values == self.value.flatten()[windows][:, None]) & torch.isfinite(values)
+        values = self.x.detach().flatten()[cand]
+        alive = (values == self.value.flatten()[windows][:, None]) & torch.isfinite(values)
+        if self.narrowed is not None:
+            known, rows = self.narrowed
+            at = torch.searchsorted(known, windows).clamp(max=known.numel() - 1)
+            hit = known[at] == windows
+            alive[hit] = rows[at[hit]]
+        return alive
+
+    def _moving(self, t: Tensor | _Lazy) -> Tensor:
+        """Sorted flat indices of the pending windows where some candidate may move along ``t``."""
+        assert self.value is not None and self.pending is not None
+        if isinstance(t, _LazyRelu) and t.site.out is not None and t.site.out.shape == self.x.shape:
+            # the input is a relu's output: its zeros move only where the relu opened a tie
+            moving = self.pending & self.value.bool()
+            h, w = self.x.shape[-2:]
+            ho, wo = self.value.shape[-2:]
+            kh, kw = self.kernel
+            for opened in t.site.opened:
+                plane, y, x = opened // (h * w), (opened // w) % h, opened % w
+                inside = (y < ho * kh) & (x < wo * kw)
+                window = (plane * (ho * wo) + (y // kh) * wo + x // kw)[inside]
+                moving.view(-1)[window] = self.pending.view(-1)[window]
+        else:
+            support = t.support() if isinstance(t, _Lazy) else t
+            if support is None:
+                support = _dense(t)
+            assert support is not None
+            moving = self.pending & _window_any(support.expand(self.x.shape), self.kernel, self.value.shape)
+        return moving.view(-1).nonzero().squeeze(1)
 
     def decide(self, t: Tensor | _Lazy | None) -> None:
         """Among the tied candidates of each pending window, keep those with the largest tangent; the
         window's gradient goes to the first of them. Windows where no candidate moves along this
-        direction are left for the next one (``alive`` is materialized only when needed)."""
-        if self.windows is None or t is None:
+        direction are left for the next one."""
+        if self.done or t is None:
             return
         assert self.value is not None and self.indices is not None
-        support = t.support() if isinstance(t, _Lazy) else t
-        if support is None:
-            support = t = _dense(t)
-        assert support is not None
-        moving = _window_any(support.expand(self.x.shape), self.kernel, self.value.shape)
-        moving = moving.view(-1)[self.windows]
-        if not bool(moving.view(torch.uint8).amax()):
+        if self.pending is None:
+            assert self.need is not None
+            self.pending = self.need.clone()
+        windows = self._moving(t)
+        if windows.numel() == 0:
             return
-        windows = self.windows[moving]
-        alive = self._initial(windows) if self.alive is None else self.alive[moving]
         cand = self._candidates(windows)
-        if isinstance(t, _Lazy):
-            tangents = t.at(cand.flatten()).view(cand.shape)
-        else:
-            assert t is not None
-            tangents = t.flatten()[cand]
+        alive = self._alive(windows, cand)
+        tangents = t.at(cand.flatten()).view(cand.shape) if isinstance(t, _Lazy) else t.flatten()[cand]
         score = torch.where(alive, tangents, torch.full_like(tangents, -torch.inf))
-        best = score.amax(-1, keepdim=True)
-        alive = alive & (score == best)
+        alive = alive & (score == score.amax(-1, keepdim=True))
         winner = cand.gather(-1, score.argmax(-1, keepdim=True)).squeeze(-1)  # first of the best
         if not self.cloned:
             self.indices, self.cloned = self.indices.clone(), True
         h, w = self.x.shape[-2:]
         self.indices.view(-1)[windows] = winner % (h * w)
-        keep = alive.sum(-1) > 1
-        rest = moving.logical_not_()
-        if self.alive is None and not bool(keep.any()):
-            self.windows = self.windows[rest]
-        else:
-            before = self._initial(self.windows[rest]) if self.alive is None else self.alive[rest]
-            self.windows = torch.cat([self.windows[rest], windows[keep]])
-            self.alive = torch.cat([before, alive[keep]])
-        if self.windows.numel() == 0:
-            self.windows = self.alive = None
+        several = alive.sum(-1) > 1
+        self.pending.view(-1)[windows[~several]] = False
+        if bool(several.any()) or self.narrowed is not None:
+            old = (windows[:0], alive[:0]) if self.narrowed is None else self.narrowed
+            keep = ~torch.isin(old[0], windows)
+            known = torch.cat([old[0][keep], windows[several]])
+            rows = torch.cat([old[1][keep], alive[several]])
+            order = known.argsort()
+            self.narrowed = (known[order], rows[order]) if known.numel() else None
+        self.done = not bool(self.pending.view(torch.uint8).amax())
 
     def left(self) -> int:
-        return 0 if self.windows is None else int(self.windows.numel())
+        pending = self.need if self.pending is None else self.pending
+        return 0 if self.done or pending is None else int(pending.sum())
 
     def forget(self) -> None:
-        self.tied = self.need = self.windows = self.alive = None
-
-    @property
-    def done(self) -> bool:
-        return self.windows is None
+        self.tied = self.need = self.pending = None
+        self.narrowed = None
 
     def tangent(self, t: Tensor | _Lazy | None) -> Tensor | None:
         t = _dense(t)
@@ -808,12 +831,10 @@ class _FastPass(TorchFunctionMode):
             untied = gap.bool()
             if not bool(untied.view(torch.uint8).amin()):
                 site.tied = untied.logical_not_()
-                need = site.tied
+                site.need = site.tied
                 if self.calm.get(id(x)) is x:  # zeros of a relu whose input is never 0: locally constant
-                    need = need & v.bool()
-                    site.need = need
-                if bool(need.view(torch.uint8).amax()):
-                    site.windows = need.view(-1).nonzero().squeeze(1)
+                    site.need = site.tied & v.bool()
+                site.done = not bool(site.need.view(torch.uint8).amax())
                 self.sites.append(site)
         return (value, indices) if return_indices else value
 
