@@ -489,7 +489,7 @@ class _ReluSite:
         self.done = not bool(self.pending.view(torch.uint8).amax())
 
     def forget(self) -> None:
-        self.tie = self.pending = None  # type: ignore[assignment]
+        self.tie = self.pending = self.out = None  # type: ignore[assignment]
 
     def slope_at(self, flat: Tensor) -> Tensor:
         assert self.out is not None
@@ -656,8 +656,9 @@ class _PoolSite:
         return 0 if self.done or pending is None else int(pending.sum())
 
     def forget(self) -> None:
-        self.tied = self.need = self.pending = None
+        self.tied = self.need = self.pending = self.value = self.indices = None
         self.narrowed = None
+        self.x = None  # type: ignore[assignment]
 
     def tangent(self, t: Tensor | _Lazy | None) -> Tensor | None:
         t = _dense(t)
@@ -689,7 +690,7 @@ class _TiePool(torch.autograd.Function):
         value, indices = torch.ops.aten.max_pool2d_with_indices(x, list(kernel), list(kernel))
         ctx.save_for_backward(x)
         ctx.kinkgrad_site, ctx.kernel = site, kernel
-        site.indices = indices
+        site.indices = ctx.kinkgrad_indices = indices
         ctx.mark_non_differentiable(indices)
         return value, indices
 
@@ -697,7 +698,8 @@ class _TiePool(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor, _: Any) -> tuple[Tensor, None, None]:
         (x,) = ctx.saved_tensors
         k = list(ctx.kernel)
-        indices = ctx.kinkgrad_site.indices
+        indices = ctx.kinkgrad_indices
+        ctx.kinkgrad_indices = None  # freed now, as autograd frees saved tensors (single use)
         return (
             torch.ops.aten.max_pool2d_with_indices_backward(grad, x, k, k, [0, 0], [1, 1], False, indices),
             None,
@@ -1267,6 +1269,8 @@ def _release(sites: Sequence[_ReluSite | _PoolSite], record: bool) -> None:
     """Drop the sites' references to their autograd nodes (which reference the sites: a cycle), and,
     when no record is wanted, all that the backward pass does not read (tie masks, pending windows)."""
     for s in sites:
+        if isinstance(s, _PoolSite) and s.node is not None:
+            s.node.kinkgrad_indices = s.indices  # (a copy, if the caller holds PyTorch's)
         s.node = None
         if not record:
             s.forget()
