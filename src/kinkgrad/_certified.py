@@ -474,7 +474,7 @@ class _ReluSite:
         if isinstance(t, _Lazy):
             support = t.support()
             if support is not None:
-                flat = (pending & support).view(-1).nonzero().squeeze(1)
+                flat = _nonzero_4d(pending & support)
                 if flat.numel() <= _SPARSE_FRACTION * pending.numel():
                     self._decide_at(flat, t.at(flat))
                     return
@@ -1046,15 +1046,7 @@ class _LazyConv(_Lazy):
                     moving = m if moving is None else torch.maximum(moving, m)
             if moving is None:
                 return torch.zeros((), dtype=torch.bool)
-            kernel = node._saved_weight.shape[-2:]
-            reach = F.max_pool2d(
-                moving.to(torch.float32),
-                kernel,
-                node._saved_stride,
-                node._saved_padding,
-                node._saved_dilation,
-            )
-            self._support = reach.bool()
+            self._support = _reach(moving, node._saved_weight.shape[-2:], node)
         return self._support
 
     def at(self, flat: Tensor) -> Tensor:
@@ -1077,6 +1069,40 @@ class _LazyConv(_Lazy):
         if self.tb is not None:
             out = _sum(out, self.tb[c])
         return torch.zeros(flat.shape, dtype=weight.dtype) if out is None else out
+
+
+def _reach(moving: Tensor, kernel: Sequence[int], node: Any) -> Tensor:
+    """bool ``[N, 1, Ho, Wo]``: the outputs of a 2-d convolution whose input patch holds a nonzero of
+    ``moving`` (uint8 ``[N, 1, H, W]``). Stride 1 without dilation: maxima of shifted copies (small
+    tensors, where a max-pool kernel is slow); otherwise a max-pool with the convolution's geometry."""
+    stride, padding, dilation = node._saved_stride, node._saved_padding, node._saved_dilation
+    if tuple(stride) != (1, 1) or tuple(dilation) != (1, 1):
+        return F.max_pool2d(moving.to(torch.float32), tuple(kernel), stride, padding, dilation).bool()
+    (kh, kw), (py, px) = kernel, padding
+    m = F.pad(moving, (px, px, py, py))
+    ho, wo = m.shape[-2] - kh + 1, m.shape[-1] - kw + 1
+    rows = m[..., 0:ho, :]
+    for dy in range(1, kh):
+        rows = torch.maximum(rows, m[..., dy : dy + ho, :])
+    out = rows[..., 0:wo]
+    for dx in range(1, kw):
+        out = torch.maximum(out, rows[..., dx : dx + wo])
+    return out.bool()
+
+
+def _nonzero_4d(mask: Tensor) -> Tensor:
+    """Flat indices of the true entries of a bool ``[N, C, H, W]`` mask, through the few spatial
+    positions where some channel is true (a full ``nonzero`` scans every element twice)."""
+    if mask.dim() != 4 or not mask.is_contiguous():
+        return mask.reshape(-1).nonzero().squeeze(1)
+    c, h, w = mask.shape[1:]
+    spots = mask.view(torch.uint8).amax(1).view(-1).nonzero().squeeze(1)  # n*h*w + y*w + x
+    if spots.numel() * c * 4 > mask.numel():
+        return mask.view(-1).nonzero().squeeze(1)
+    sample, place = spots // (h * w), spots % (h * w)
+    flat = (sample * (c * h * w) + place)[:, None] + (torch.arange(c, device=mask.device) * (h * w))[None, :]
+    flat = flat.view(-1)
+    return flat[mask.view(-1)[flat]].sort().values
 
 
 def _patch_index(

@@ -1,0 +1,90 @@
+"""The one-pass method's helpers against their plain definitions, and which networks it covers
+(it must decide their ties without re-running the closure)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import kinkgrad._certified as certified
+from kinkgrad import check_ad_backward, clarke_backward
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_nonzero_4d_is_nonzero(seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    density = [0.0, 0.001, 0.05, 0.9][seed % 4]
+    mask = torch.rand(3, 5, 7, 6, generator=g) < density
+    expected = mask.view(-1).nonzero().squeeze(1)
+    assert torch.equal(certified._nonzero_4d(mask), expected)
+
+
+class _Node:
+    """The attributes of a ConvolutionBackward0 node that ``_reach`` reads."""
+
+    def __init__(self, stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int]) -> None:
+        self._saved_stride, self._saved_padding, self._saved_dilation = stride, padding, dilation
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "dilation"),
+    [((3, 3), (1, 1), (1, 1), (1, 1)), ((3, 2), (1, 1), (0, 1), (1, 1)), ((3, 3), (2, 1), (1, 0), (1, 2))],
+)
+def test_reach_is_a_max_pool_of_the_moving_mask(
+    kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int]
+) -> None:
+    """An output can move where its input patch holds a moving entry: a max-pool with the geometry."""
+    g = torch.Generator().manual_seed(0)
+    moving = (torch.rand(2, 1, 9, 8, generator=g) < 0.05).to(torch.uint8)
+    expected = F.max_pool2d(moving.float(), kernel, stride, padding, dilation).bool()
+    reach = certified._reach(moving, kernel, _Node(stride, padding, dilation))
+    assert torch.equal(reach, expected)
+    weight = torch.ones(1, 1, *kernel)  # a convolution of the moving mask is nonzero exactly there
+    conv = F.conv2d(moving.float(), weight, None, stride, padding, dilation) != 0
+    assert torch.equal(reach, conv)
+
+
+def _benchmark_like_cnn() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, bias=False),
+        nn.ReLU(),
+        nn.Conv2d(4, 6, 3, padding=1, bias=False),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(6 * 6 * 6, 8),
+        nn.ReLU(),
+        nn.Linear(8, 3),
+    ).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.round(p * 8) / 8)
+    x = torch.round(torch.rand(5, 1, 12, 12, dtype=torch.float64) * 2) / 2
+    x[..., :4, :] = 0
+    return model, x, torch.arange(5) % 3
+
+
+def test_relu_conv_pool_networks_need_no_second_forward_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: Any) -> None:
+        raise AssertionError("the closure was re-run: the one-pass method should have decided every tie")
+
+    monkeypatch.setattr(certified._Certifier, "start_pass", refuse)
+    model, x, y = _benchmark_like_cnn()
+    runs = []
+
+    def closure() -> torch.Tensor:
+        runs.append(1)
+        return F.cross_entropy(model(x), y)
+
+    record = check_ad_backward(closure, model, seed=4)
+    assert record.method in ("tangents", "own bias") and sum(s.ties for s in record.sites) > 0
+    runs.clear()
+    generator = torch.Generator().manual_seed(5)
+    direction = [torch.randn(p.shape, generator=generator, dtype=torch.float64) for p in model.parameters()]
+    clarke_backward(closure, model, direction=direction)
+    assert len(runs) == 1
