@@ -501,7 +501,7 @@ class _ReluSite:
     def moves(self) -> Tensor:
         """bool, shaped like the output: where the output's tangent may be nonzero."""
         assert self.out is not None
-        moves = self.out.detach().bool()
+        moves = self.out.detach().bool().contiguous()
         for opened in self.opened:
             moves.view(-1)[opened] = True
         return moves
@@ -511,6 +511,8 @@ class _ReluSite:
         result = self.out if result is None else result
         assert result is not None
         out = torch.ops.aten.threshold_backward(t, result, 0)
+        if self.opened and not out.is_contiguous():
+            out = out.contiguous()  # (flat indices are in logical order)
         for opened in self.opened:
             out.view(-1)[opened] = t.reshape(-1)[opened]
         return out
@@ -786,8 +788,10 @@ class _FastPass(TorchFunctionMode):
             x.requires_grad
             and torch.is_grad_enabled()
             and x.is_floating_point()
+            and x.is_contiguous()  # (decisions are kept as flat indices in logical order)
             and fwad._current_level < 0
             and torch._C._functorch.peek_interpreter_stack() is None
+            and not torch.compiler.is_compiling()
         )
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:

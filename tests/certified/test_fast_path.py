@@ -88,3 +88,34 @@ def test_relu_conv_pool_networks_need_no_second_forward_pass(monkeypatch: pytest
     direction = [torch.randn(p.shape, generator=generator, dtype=torch.float64) for p in model.parameters()]
     clarke_backward(closure, model, direction=direction)
     assert len(runs) == 1
+
+
+def test_layouts_other_than_contiguous() -> None:
+    """A channels-last input (left to the general method) and a relu output used transposed (its
+    gradient arrives non-contiguous): still the directional limit."""
+    torch.manual_seed(1)
+    conv = nn.Conv2d(1, 3, 3, padding=1, bias=False).double()
+    with torch.no_grad():
+        conv.weight.copy_(torch.round(conv.weight * 4) / 4)
+    x = torch.round(torch.rand(2, 1, 6, 6, dtype=torch.float64) * 2) / 2
+    x[..., :3, :] = 0
+    up = torch.linspace(1.5, 2.5, 6, dtype=torch.float64)
+
+    def f(w: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
+        h = torch.relu(F.conv2d(x.contiguous(memory_format=layout), w, padding=1))
+        return (F.max_pool2d(h, 2).transpose(-1, -2) * up[:3]).sum() + (h.transpose(1, 3) * up[:3]).sum()
+
+    generator = torch.Generator().manual_seed(3)
+    d = torch.randn(conv.weight.shape, generator=generator, dtype=torch.float64)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        w = conv.weight.detach().clone().requires_grad_()
+        (g,) = clarke_grad_(lambda w, layout=layout: f(w, layout), w, d)
+        shifted = (w.detach() + 1e-7 * d).requires_grad_()
+        (oracle,) = torch.autograd.grad(f(shifted, layout), shifted)
+        torch.testing.assert_close(g, oracle, rtol=1e-5, atol=1e-5)
+
+
+def clarke_grad_(fn: Any, w: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    from kinkgrad import clarke_grad
+
+    return clarke_grad(fn, w, direction=d)
