@@ -75,65 +75,66 @@ def _outer(valids: Sequence[Tensor]) -> Tensor:
     return mask.flatten(n)
 
 
-Windows = Callable[[Tensor, float], Tensor]
-"""``windows(t, fill)``: ``t`` (shaped like the input) cut into ``[..., O1..On, *window]`` windows
-(one or more trailing window dims, often a strided view of ``t``), entries outside the input filled
-with ``fill``."""
+Windows = Callable[[Tensor, float], list[Tensor]]
+"""``windows(t, fill)``: ``t`` (shaped like the input) cut into its window positions: one tensor per
+position in window order, each shaped like the output (strided slices of ``t`` where the geometry
+allows), entries outside the input filled with ``fill``."""
 
 
-def _resolve(
-    name: str, input: Tensor, value: Tensor, windows: Windows, window_dims: int, at_kink: Any
-) -> Tensor:
+def _resolve(name: str, input: Tensor, value: Tensor, windows: Windows, at_kink: Any) -> Tensor:
     watch = active_observer()
     rule = None if at_kink is None else check_tie_rule(at_kink)
     mode = trace_mode(input)
     if (mode is Trace.NONE and watch is None) or input.numel() == 0:
         return value
     views = windows(input, -math.inf)
-    size = math.prod(views.shape[-window_dims:])
-    eager = _eager_rule(rule, mode, input, value, views, window_dims)
-    count, others = _not_max(views, value, window_dims, positions=eager)
-    hit = count < size - 1
+    eager = _eager_rule(rule, mode, input, value, views)
+    count, others = _not_max(views, value, positions=eager)
+    hit = count < len(views) - 1
     out = value
-    if rule is not None and needs_rule(mode, hit):
+    # "first" is PyTorch's own choice (the first maximum in window order; non-finite windows as
+    # PyTorch has them): its own derivatives, under every transform, already take it
+    if rule is not None and rule != "first" and needs_rule(mode, hit):
         if eager:
-            if rule != "first":  # "first" is PyTorch's own choice: its backward already takes it
-                out = _EagerPoolRule.apply(input, value.detach(), others, count, rule, windows)
+            out = _EagerPoolRule.apply(input, value.detach(), others, count, rule, windows)
         else:
-            out = _surrogate(name, input, value, views, windows, window_dims, rule)
+            out = _surrogate(name, input, value, views, windows, rule)
     if watch is not None:
         watch.report(name, out, hit, None)
     return out
 
 
 def _surrogate(
-    name: str, input: Tensor, value: Tensor, views: Tensor, windows: Windows, window_dims: int, rule: Any
+    name: str, input: Tensor, value: Tensor, views: list[Tensor], windows: Windows, rule: Any
 ) -> Tensor:
-    """``value`` with the derivative of the chosen tie weights (any transform, any rule)."""
-    tied = (views - value.view(value.shape + (1,) * window_dims)).bool().logical_not_().flatten(-window_dims)
+    """``value`` with the derivative of the chosen tie weights (any transform, any rule).
+
+    The tangent is summed position by position from strided slices of the input, whose backward (and
+    its compiled form) is a cheap strided write, unlike the backward of a window view.
+    """
+    tied = torch.stack([(view - value).bool().logical_not_() for view in views], -1)
     if isinstance(rule, Chooser):
-        w = rule.weights(name, tied, views.flatten(-window_dims), None)
+        w = rule.weights(name, tied, torch.stack(views, -1), None)
     else:
         w = tie_weights(tied, rule, input.dtype, _generator())
     if w is None:
         return value
     tangents = windows(zero_tangent(input), 0.0)
-    picked = w.reshape(tangents.shape) * tangents
-    return _finite_where(value, picked.sum(tuple(range(-window_dims, 0))))
+    picked = sum(
+        (w[..., i] * tangent for i, tangent in enumerate(tangents[1:], start=1)), w[..., 0] * tangents[0]
+    )
+    return _finite_where(value, picked)
 
 
-def _eager_rule(
-    rule: Any, mode: Trace, input: Tensor, value: Tensor, views: Tensor, window_dims: int
-) -> bool:
+def _eager_rule(rule: Any, mode: Trace, input: Tensor, value: Tensor, views: list[Tensor]) -> bool:
     """Whether :class:`_EagerPoolRule` can apply ``rule``: plain eager autograd, a deterministic rule,
-    strided windows that are views of the input (no padding to fill) with at most 31 positions, and
+    windows that are strided views of the input (no padding to fill) with at most 31 positions, and
     finite maxima only (elsewhere PyTorch's own choice stands, which the surrogate keeps)."""
     return (
         mode is Trace.EAGER
         and rule in ("first", "last", "split")
-        and window_dims > 1
-        and math.prod(views.shape[-window_dims:]) < 32
-        and views.untyped_storage().data_ptr() == input.untyped_storage().data_ptr()
+        and 1 < len(views) < 32
+        and all(v.untyped_storage().data_ptr() == input.untyped_storage().data_ptr() for v in views)
         and math.isfinite(float(value.detach().sum(dtype=torch.float64)))
     )
 
@@ -162,48 +163,49 @@ class _EagerPoolRule(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         others, count = ctx.saved_tensors
         grad_input = grad.new_zeros(ctx.shape)
-        views = ctx.windows(grad_input, 0.0)  # views of grad_input: no padding (see _eager_rule)
-        window = views.shape[grad.dim() :]
-        positions = list(enumerate(itertools.product(*(range(k) for k in window))))
+        size = len(ctx.windows(grad_input, 0.0))
+        if torch.is_grad_enabled():  # double backward: each write needs a view of the updated tensor
+
+            def view(bit: int) -> Tensor:
+                return ctx.windows(grad_input, 0.0)[bit]  # (no padding: views of grad_input)
+        else:
+            views = ctx.windows(grad_input, 0.0)
+
+            def view(bit: int) -> Tensor:
+                return views[bit]
+
         if ctx.rule == "split":
-            share = grad / (math.prod(window) - count).to(grad.dtype)
-            for bit, position in positions:
-                views[(..., *position)].addcmul_(share, 1 - ((others >> bit) & 1))
+            share = grad / (size - count).to(grad.dtype)
+            for bit in range(size):
+                view(bit).addcmul_(share, 1 - ((others >> bit) & 1))
         else:  # "last": the last tied candidate of each window takes the whole gradient
             taken = torch.zeros_like(others)
-            for bit, position in reversed(positions):
+            for bit in reversed(range(size)):
                 chosen = (1 - ((others >> bit) & 1)) * (1 - taken)
-                views[(..., *position)].addcmul_(grad, chosen)
+                view(bit).addcmul_(grad, chosen)
                 taken |= chosen
         return grad_input, None, None, None, None, None
 
 
-def _not_max(
-    views: Tensor, value: Tensor, window_dims: int, positions: bool = False
-) -> tuple[Tensor, Tensor]:
+def _not_max(views: list[Tensor], value: Tensor, positions: bool = False) -> tuple[Tensor, Tensor]:
     """Per window, how many candidates are not its finite maximum (a window ties when at most
     ``size - 2`` are not), and with ``positions`` which ones, as bits of one integer per window (bit
-    ``i`` for the ``i``-th position in window order; an empty tensor otherwise).
+    ``i`` for the ``i``-th position; an empty tensor otherwise).
 
     ``candidate - max`` is exactly 0 at a finite maximum and nonzero or NaN elsewhere (``inf - inf``
-    and the ``-inf`` fill of padding included); its cast to bool is counted in bytes. Strided windows
-    (``window_dims > 1``) are counted one window position at a time: each step is one pass over a
-    strided slice the size of the output, much cheaper than ``==`` (a slow kernel on CPU) and a
-    reduction over the small, strided window dims.
+    and the ``-inf`` fill of padding included); its cast to bool is counted in bytes, one window
+    position at a time: each step is one pass over a slice the size of the output, much cheaper than
+    ``==`` (a slow kernel on CPU) and a reduction over small, strided window dims.
     """
-    window = views.shape[views.dim() - window_dims :]
-    size = math.prod(window)
-    wide = size >= 256  # a byte count would overflow
-    bits = views.new_empty(0, dtype=torch.uint8)
-    if window_dims == 1:  # gathered windows: already a contiguous copy, one reduction is best
-        others = (views - value.unsqueeze(-1)).bool().view(torch.uint8)
-        return others.sum(-1, dtype=torch.int32 if wide else torch.uint8), bits
+    wide = len(views) >= 256  # a byte count would overflow
+    bits = value.new_empty(0, dtype=torch.uint8)
     if positions:
-        bits = torch.zeros(value.shape, dtype=torch.uint8 if size <= 8 else torch.int32, device=value.device)
+        bits = torch.zeros(
+            value.shape, dtype=torch.uint8 if len(views) <= 8 else torch.int32, device=value.device
+        )
     count: Tensor | None = None
-    for bit, position in enumerate(itertools.product(*(range(k) for k in window))):
-        index: tuple[Any, ...] = (..., *position)
-        other = (views[index] - value).bool().view(torch.uint8)
+    for bit, view in enumerate(views):
+        other = (view - value).bool().view(torch.uint8)
         if positions:
             bits |= other.to(bits.dtype) << bit
         if wide:
@@ -218,8 +220,9 @@ def _gathered(tables: Sequence[tuple[Tensor, Tensor]]) -> Windows:
     index = [t for t, _ in tables]
     valid = _outer([v for _, v in tables])
 
-    def windows(t: Tensor, fill: float) -> Tensor:
-        return torch.where(valid, _windows(t, index), torch.full((), fill, dtype=t.dtype, device=t.device))
+    def windows(t: Tensor, fill: float) -> list[Tensor]:
+        full = torch.full((), fill, dtype=t.dtype, device=t.device)
+        return list(torch.where(valid, _windows(t, index), full).unbind(-1))
 
     return windows
 
@@ -227,10 +230,11 @@ def _gathered(tables: Sequence[tuple[Tensor, Tensor]]) -> Windows:
 def _unfolded(
     n: int, k: tuple[int, ...], s: tuple[int, ...], p: tuple[int, ...], d: tuple[int, ...], out: Sequence[int]
 ) -> Windows:
-    """Windows of a max-pool as strided views (``Tensor.unfold``); padding and ``ceil_mode`` overhang
-    are filled."""
+    """Window positions of a max-pool as strided slices of the input (position ``j`` of window ``o``
+    along a dim is entry ``o·stride + j·dilation`` of the padded input); padding and ``ceil_mode``
+    overhang are filled."""
 
-    def windows(t: Tensor, fill: float) -> Tensor:
+    def windows(t: Tensor, fill: float) -> list[Tensor]:
         pads: list[int] = []
         for i in reversed(range(n)):
             length = t.shape[t.dim() - n + i]
@@ -238,13 +242,14 @@ def _unfolded(
             pads += [p[i], max(0, span - p[i] - length)]
         if any(pads):
             t = F.pad(t, pads, value=fill)
-        base = t.dim() - n
-        for i in range(n):
-            t = t.unfold(base + i, (k[i] - 1) * d[i] + 1, s[i])
-            if d[i] > 1:
-                t = t[..., :: d[i]]
-            t = t.narrow(base + i, 0, out[i])
-        return t
+        lead = (slice(None),) * (t.dim() - n)
+        return [
+            t[
+                lead
+                + tuple(slice(j * d[i], j * d[i] + (out[i] - 1) * s[i] + 1, s[i]) for i, j in enumerate(js))
+            ]
+            for js in itertools.product(*(range(k_i) for k_i in k))
+        ]
 
     return windows
 
@@ -273,7 +278,7 @@ def _max_pool(
     s = _tuple(stride, n) or k
     p, d = _tuple(padding, n), _tuple(dilation, n)
     windows = _unfolded(n, k, s, p, d, value.shape[-n:])
-    out_value = _resolve(native.__name__, input, value, windows, n, at_kink)
+    out_value = _resolve(native.__name__, input, value, windows, at_kink)
     return (out_value, indices) if return_indices else out_value
 
 
@@ -347,7 +352,7 @@ def _adaptive(
         ends = torch.div((j + 1) * length + out - 1, out, rounding_mode="floor")
         size = max(math.ceil((jj + 1) * length / out) - (jj * length) // out for jj in range(out))
         tables.append(_window_table(starts, ends, size, length, 1))
-    out_value = _resolve(native.__name__, input, value, _gathered(tables), 1, at_kink)
+    out_value = _resolve(native.__name__, input, value, _gathered(tables), at_kink)
     return (out_value, indices) if return_indices else out_value
 
 
