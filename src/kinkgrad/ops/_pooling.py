@@ -88,6 +88,8 @@ def _resolve(name: str, input: Tensor, value: Tensor, windows: Windows, at_kink:
     if (mode is Trace.NONE and watch is None) or input.numel() == 0:
         return value
     views = windows(input, -math.inf)
+    if mode is Trace.ALWAYS and watch is None:  # a transform builds the rule everywhere: no need to look
+        return value if rule in (None, "first") else _surrogate(name, input, value, views, windows, rule)
     eager = _eager_rule(rule, mode, input, value, views)
     count, others = _not_max(views, value, positions=eager)
     hit = count < len(views) - 1
