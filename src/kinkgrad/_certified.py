@@ -1266,11 +1266,13 @@ def _fast(
     when the fast path cannot (the general method then re-runs the closure)."""
     sites = fast.sites
     pending = [s for s in sites if not s.done]
-    if not pending:
-        return "inert" if sites else "no kink"
-    if fast.bias_direction is not None and all(
+    own = fast.bias_direction is not None and all(
         isinstance(s, _ReluSite) and s.own is not None for s in pending
-    ):
+    )
+    # every data-parallel rank takes the same branch (same direction sequence, same collectives)
+    if not _any_rank(bool(pending) and not own):
+        if not pending:
+            return "inert" if sites else "no kink"
         for s in pending:
             assert isinstance(s, _ReluSite) and s.own is not None
             s.decide(s.own.expand(s.tie.shape))
@@ -1286,6 +1288,8 @@ def _fast(
         ok = False
     if _any_rank(not ok):
         return None
+    if not pending:
+        return "inert" if sites else "no kink"
     with torch.no_grad():
         for leaf, edges, order in plans:
             _tangents(pending, leaf, edges, order)
@@ -1321,7 +1325,8 @@ def _certify(
     First the fast path (one ordinary forward pass, see :class:`_FastPass`); if a tie it cannot decide
     was hit, the general method: re-run with forward-mode tangents along each direction in turn.
     ``own``: kinkgrad's Gaussian direction, when the caller gave none and ``tensors`` are parameters:
-    then elementwise kinks right after a biased layer can be decided by their own bias (:class:`_OwnBias`).
+    then elementwise kinks right after a biased layer can be decided by their own bias
+    (:func:`_own_bias_tangent`).
     """
     listed = list(directions)  # checks every direction now, on every rank alike
     fast = _FastPass(None if own is None else {id(t): g for t, g in zip(tensors, own)})
