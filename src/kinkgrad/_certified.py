@@ -715,6 +715,13 @@ def _pair_ties(x: Tensor, value: Tensor) -> Tensor:
     of a window is ``max(min(m0, m1), max(e0, e1))`` with ``m``/``e`` the max/min of its two vertical
     pairs; elementwise ops on contiguous halves only (strided window views are slow on CPU)."""
     n, c, h, w = x.shape
+    per_sample = x[0].numel() * x.element_size()
+    step = max(1, _CHUNK_BYTES // max(per_sample, 1))
+    if step < n:  # in chunks that stay in cache (the passes are memory-bound)
+        out = torch.empty_like(value)
+        for start in range(0, n, step):
+            out[start : start + step] = _pair_ties(x[start : start + step], value[start : start + step])
+        return out
     rows = x.view(n, c, h // 2, 2, w)
     top, bottom = rows[:, :, :, 0], rows[:, :, :, 1]
     m, e = torch.maximum(top, bottom), torch.minimum(top, bottom)
@@ -722,6 +729,9 @@ def _pair_ties(x: Tensor, value: Tensor) -> Tensor:
         torch.minimum(m[..., 0::2], m[..., 1::2]), torch.maximum(e[..., 0::2], e[..., 1::2])
     )
     return value - second
+
+
+_CHUNK_BYTES = 1 << 21  # bytes of input per chunk of the 2x2 tie check
 
 
 def _window_ties(x: Tensor, value: Tensor, kernel: tuple[int, int]) -> Tensor:
