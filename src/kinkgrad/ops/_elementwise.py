@@ -85,7 +85,7 @@ def _apply(
     kinks = [k for k in kinks if -math.inf < k.point < math.inf]  # (NaN and ±inf bounds: no kink)
     if not kinks or (mode is Trace.NONE and watch is None):
         return f(x)
-    masks = kink_masks(x, kinks, mode if watch is None else Trace.ALWAYS)
+    masks = kink_masks(x, kinks, mode, every=watch is not None)
     if masks is None:
         return f(x)  # the common eager case: one cheap pass over x, PyTorch's own op and derivative
     mask = masks[0]
@@ -122,12 +122,15 @@ def _at(x: Tensor, point: float) -> Tensor:
     return x.bool().logical_not_() if point == 0 else x == point
 
 
-def kink_masks(x: Tensor, kinks: Sequence[Kink], mode: Trace) -> list[Tensor] | None:
-    """One mask per kink (``x == kink.point``), or ``None`` when, in eager mode, no element of ``x`` is
-    at any kink: one cheap pass over ``x`` and a byte reduction per kink decide whether a rule is
-    needed at all. Under a transform (whose traces cannot branch on data) the masks always come back.
+def kink_masks(x: Tensor, kinks: Sequence[Kink], mode: Trace, every: bool = False) -> list[Tensor] | None:
+    """One mask per kink (``x == kink.point``), or ``None`` when, in eager mode and unless ``every``
+    (an observer wants the masks), no element of ``x`` is at any kink: one cheap pass over ``x`` and a
+    byte reduction per kink decide whether a rule is needed at all. Under a transform (whose traces
+    cannot branch on data) the masks always come back, as comparisons that a compiler fuses.
     """
-    if mode is not Trace.EAGER:
+    if mode is Trace.ALWAYS:
+        return [x == k.point for k in kinks]
+    if every:
         return [_at(x, k.point) for k in kinks]
     masks = [_hit_mask(x, k.point) for k in kinks]
     if all(m is None for m in masks):
