@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
-import torch
 from torch import Tensor
 
 
@@ -52,19 +51,6 @@ def observing(observer: Observer) -> Iterator[None]:
             yield
     finally:
         _state.observer = previous
-        if previous is None:
-            _state.scratch = {}
-
-
-def scratch(like: Tensor) -> Tensor:
-    """An uninitialised tensor shaped like ``like`` for one report's ``distance``, on storage reused from
-    call to call while observing (a fresh large allocation costs page faults on every call)."""
-    cache: dict[tuple[torch.dtype, torch.device], Tensor] = _state.__dict__.setdefault("scratch", {})
-    key = (like.dtype, like.device)
-    buffer = cache.get(key)
-    if buffer is None or buffer.numel() < like.numel():
-        buffer = cache[key] = torch.empty(like.numel(), dtype=like.dtype, device=like.device)
-    return buffer[: like.numel()].view(like.shape)
 
 
 def report(op: str, output: Tensor, kinks: Tensor, distance: Tensor | None = None) -> None:

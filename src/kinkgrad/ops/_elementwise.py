@@ -18,9 +18,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kinkgrad._autodiff import Trace, any_true, needs_rule, signed_zero, straight_through, trace_mode
-from kinkgrad._observe import active_observer, scratch, silenced
+from kinkgrad._observe import active_observer, silenced
 from kinkgrad._policy import from_policy
 from kinkgrad._rules import Chooser, check_lambda
+from kinkgrad._scratch import scratch
 
 __all__ = [
     "abs",
@@ -107,7 +108,7 @@ def _apply(
         out = f(x)
     if watch is not None:
         seen = x.detach()
-        if len(kinks) == 1:
+        if len(kinks) == 1 and mode is not Trace.ALWAYS:
             offset = seen if kinks[0].point == 0 else seen - kinks[0].point
             distance = torch.abs(offset, out=scratch(seen))
         else:

@@ -1,0 +1,31 @@
+"""Reusable temporaries: shapes, reuse, and the size above which a buffer serves one call only."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kinkgrad import _scratch
+from kinkgrad._scratch import scratch
+
+
+def test_scratch_is_shaped_like_its_argument_and_reused() -> None:
+    x = torch.randn(4, 5).t()  # non-contiguous: the buffer is contiguous in x's logical shape
+    first = scratch(x)
+    assert first.shape == x.shape and first.dtype == x.dtype and first.is_contiguous()
+    second = scratch(torch.randn(3, 3))  # smaller: the same storage
+    assert second.untyped_storage().data_ptr() == first.untyped_storage().data_ptr()
+    flags = scratch(x, torch.bool).copy_(x)
+    assert flags.dtype == torch.bool and torch.equal(flags, x != 0)
+    assert flags.untyped_storage().data_ptr() != first.untyped_storage().data_ptr()  # one buffer per dtype
+
+
+def test_large_buffers_serve_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_scratch, "KEEP_BYTES", 64)
+    monkeypatch.setattr(_scratch._local, "buffers", {}, raising=False)
+    big = torch.zeros(100)
+    a, b = scratch(big), scratch(big)  # 400 bytes: each call gets its own (a is still alive here)
+    assert a.untyped_storage().data_ptr() != b.untyped_storage().data_ptr()
+    small = torch.zeros(8)  # 32 bytes: kept
+    c, d = scratch(small), scratch(small)
+    assert c.untyped_storage().data_ptr() == d.untyped_storage().data_ptr()
