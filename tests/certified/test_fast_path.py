@@ -134,3 +134,16 @@ def test_pair_ties_finds_exactly_the_tied_windows(chunk: int, monkeypatch: pytes
     expected = ((windows == value[..., None]) & torch.isfinite(windows)).sum(-1) > 1
     gap = certified._pair_ties(x, value)
     assert torch.equal(~gap.bool(), expected)
+
+
+def test_inputs_that_are_not_leaves() -> None:
+    """``clarke_grad`` of a computed (non-leaf) input: its tangent is the direction, whatever made it."""
+    from kinkgrad import clarke_grad
+
+    base = torch.zeros(1, 1, 2, 2, dtype=torch.float64, requires_grad=True)
+    x = base * 3.0
+    d = torch.tensor([[[[0.0, 0.0], [1.0, 0.0]]]], dtype=torch.float64)
+    (g,) = clarke_grad(lambda x: 2.5 * F.max_pool2d(torch.relu(x), 2).sum(), x, direction=d)
+    assert g.tolist() == [[[[0.0, 0.0], [2.5, 0.0]]]]
+    (g,) = clarke_grad(lambda x: 2.5 * (torch.relu(x) - torch.relu(-x)).sum(), x)
+    assert g.tolist() == [[[[2.5, 2.5], [2.5, 2.5]]]]
