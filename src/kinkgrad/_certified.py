@@ -323,10 +323,12 @@ def _gaussian(tensors: Sequence[Tensor], seed: int) -> tuple[Tensor, ...]:
     """The seeded Gaussian direction (cached for the last shapes seen: drawing it costs a pass)."""
     key = (seed, *((tuple(t.shape), t.dtype, t.device) for t in tensors))
     if key not in _GAUSSIAN:
-        generator = torch.Generator().manual_seed(seed)
-        gaussian = [torch.randn(t.shape, generator=generator, dtype=torch.float64) for t in tensors]
         _GAUSSIAN.clear()
-        _GAUSSIAN[key] = tuple(g.to(dtype=t.dtype, device=t.device) for g, t in zip(gaussian, tensors))
+        generator = torch.Generator().manual_seed(seed)
+        _GAUSSIAN[key] = tuple(  # drawn and cast one tensor at a time: one float64 temporary at most
+            torch.randn(t.shape, generator=generator, dtype=torch.float64).to(dtype=t.dtype, device=t.device)
+            for t in tensors
+        )
     return _GAUSSIAN[key]
 
 
