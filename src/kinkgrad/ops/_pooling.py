@@ -3,8 +3,10 @@
 A window whose maximum is attained by several entries is a tie; the Clarke set is the simplex over
 those entries. PyTorch sends the whole gradient to the first one (in window order). ``at_kink`` is a
 tie rule (``"first"``, ``"last"``, ``"split"``, ``"random"``). Forward values and indices are
-PyTorch's own. Windows are gathered with index tables, so padding, dilation, ``ceil_mode`` and the
-uneven windows of adaptive pooling all follow PyTorch's own window geometry.
+PyTorch's own. A window position is a strided slice of the (padded) input for ``max_pool``, and a
+gather through index tables for the uneven windows of adaptive pooling, so padding, dilation,
+``ceil_mode`` and adaptive windows all follow PyTorch's own geometry. ``"first"`` is PyTorch's own
+derivative; in plain eager autograd ``"last"`` and ``"split"`` run a small custom backward.
 """
 
 from __future__ import annotations
@@ -229,7 +231,7 @@ def _gathered(tables: Sequence[tuple[Tensor, Tensor]]) -> Windows:
     return windows
 
 
-def _unfolded(
+def _strided(
     n: int, k: tuple[int, ...], s: tuple[int, ...], p: tuple[int, ...], d: tuple[int, ...], out: Sequence[int]
 ) -> Windows:
     """Window positions of a max-pool as strided slices of the input (position ``j`` of window ``o``
@@ -279,7 +281,7 @@ def _max_pool(
     k = _tuple(kernel_size, n)
     s = _tuple(stride, n) or k
     p, d = _tuple(padding, n), _tuple(dilation, n)
-    windows = _unfolded(n, k, s, p, d, value.shape[-n:])
+    windows = _strided(n, k, s, p, d, value.shape[-n:])
     out_value = _resolve(native.__name__, input, value, windows, at_kink)
     return (out_value, indices) if return_indices else out_value
 
