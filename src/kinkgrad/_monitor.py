@@ -101,6 +101,11 @@ def _count(mask: Tensor) -> Count:
     return int(total) if total.device.type == "cpu" else total
 
 
+def _finite_max(distance: Tensor) -> Tensor:
+    """The largest finite entry of ``distance`` (0 when there is none)."""
+    return torch.where(torch.isfinite(distance), distance, 0).amax()
+
+
 def _expanded(kinks: Tensor, output: Tensor) -> int:
     """How many outputs each entry of ``kinks`` (broadcastable to ``output``) stands for."""
     return output.numel() // max(kinks.numel(), 1)
@@ -282,7 +287,7 @@ class KinkMonitor:
                 exact = exact * repeat
             near: Count = exact
             if distance is not None and distance.numel() > 0:
-                near = self._near(distance.detach(), exact, scratch=outer is None)
+                near = self._near(distance.detach(), exact, overwrite=outer is None)
             with self._lock:
                 tally = self._tallies.get(key)
                 if tally is None:
@@ -296,24 +301,23 @@ class KinkMonitor:
         if outer is not None:  # last: the outermost monitor, the last to read ``distance``, may overwrite it
             outer.report(op, output, kinks, distance)
 
-    def _near(self, distance: Tensor, exact: Count, scratch: bool) -> Count:
+    def _near(self, distance: Tensor, exact: Count, overwrite: bool) -> Count:
         """Entries with ``distance <= k·ε·s`` (see the class docstring). On the CPU, one pass finds the
         smallest and largest distance first; when nothing is exact and the smallest is beyond the
         tolerance (the usual case), no entry can be near and the count is skipped. Otherwise the
         entries beyond it (NaN included) are those that ``threshold`` keeps nonzero: a float kernel and
-        a cast, several times cheaper on the CPU than the ``<=`` comparison kernel; with ``scratch``
-        (no other observer will read ``distance``) it overwrites ``distance`` instead of allocating."""
+        a cast, several times cheaper on the CPU than the ``<=`` comparison kernel; with ``overwrite``
+        (no other observer will read ``distance``) it works in ``distance`` instead of allocating."""
         eps = self.near_ulps * torch.finfo(distance.dtype).eps
         if distance.device.type != "cpu":
-            scale = torch.where(torch.isfinite(distance), distance, 0).amax()
-            return _count(distance <= scale * eps)
+            return _count(distance <= _finite_max(distance) * eps)
         lo, hi = (float(v) for v in torch.aminmax(distance))
         if not math.isfinite(hi):
-            hi = float(torch.where(torch.isfinite(distance), distance, 0).amax())
+            hi = float(_finite_max(distance))
         tolerance = hi * eps
         if exact == 0 and lo > tolerance:
             return 0
-        beyond = (torch.threshold_ if scratch else torch.threshold)(distance, tolerance, 0.0).bool()
+        beyond = (torch.threshold_ if overwrite else torch.threshold)(distance, tolerance, 0.0).bool()
         return distance.numel() - _count(beyond)
 
     def _cotangent_hook(self, tally: _Tally, kinks: Tensor) -> Callable[[Tensor], None]:

@@ -86,7 +86,7 @@ def _apply(
     kinks = [k for k in kinks if -math.inf < k.point < math.inf]  # (NaN and ±inf bounds: no kink)
     if not kinks or (mode is Trace.NONE and watch is None):
         return f(x)
-    masks = kink_masks(x, kinks, mode, every=watch is not None)
+    masks = _kink_masks(x, kinks, mode, every=watch is not None)
     if masks is None:
         return f(x)  # the common eager case: one cheap pass over x, PyTorch's own op and derivative
     mask = masks[0]
@@ -123,7 +123,7 @@ def _at(x: Tensor, point: float) -> Tensor:
     return x.bool().logical_not_() if point == 0 else x == point
 
 
-def kink_masks(x: Tensor, kinks: Sequence[Kink], mode: Trace, every: bool = False) -> list[Tensor] | None:
+def _kink_masks(x: Tensor, kinks: Sequence[Kink], mode: Trace, every: bool = False) -> list[Tensor] | None:
     """One mask per kink (``x == kink.point``), or ``None`` when, in eager mode and unless ``every``
     (an observer wants the masks), no element of ``x`` is at any kink: one cheap pass over ``x`` and a
     byte reduction per kink decide whether a rule is needed at all. Under a transform (whose traces
@@ -248,7 +248,7 @@ def _elementwise(
 
     if inplace and not quiet and watch is None and x.is_floating_point():
         mode = trace_mode(x)
-        if mode is Trace.NONE or (mode is Trace.EAGER and kink_masks(x, kinks, mode) is None):
+        if mode is Trace.NONE or (mode is Trace.EAGER and _kink_masks(x, kinks, mode) is None):
             quiet = True  # no rule can apply: PyTorch's own in-place op
     if inplace and (quiet or not x.is_floating_point() or trace_mode(x) is Trace.NONE):
         if not quiet:  # observe on a copy of the input, then let PyTorch work in place

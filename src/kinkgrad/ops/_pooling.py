@@ -167,16 +167,12 @@ class _EagerPoolRule(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         others, count = ctx.saved_tensors
         grad_input = grad.new_zeros(ctx.shape)
-        size = len(ctx.windows(grad_input, 0.0))
-        if torch.is_grad_enabled():  # double backward: each write needs a view of the updated tensor
+        views = ctx.windows(grad_input, 0.0)  # views of grad_input: no padding (see _eager_rule)
+        size = len(views)
+        fresh = torch.is_grad_enabled()  # double backward: each write needs a view of the updated tensor
 
-            def view(bit: int) -> Tensor:
-                return ctx.windows(grad_input, 0.0)[bit]  # (no padding: views of grad_input)
-        else:
-            views = ctx.windows(grad_input, 0.0)
-
-            def view(bit: int) -> Tensor:
-                return views[bit]
+        def view(bit: int) -> Tensor:
+            return ctx.windows(grad_input, 0.0)[bit] if fresh else views[bit]
 
         if ctx.rule == "split":
             share = grad / (size - count).to(grad.dtype)
