@@ -12,7 +12,7 @@ images (8-bit grey levels, about 80 % exact zeros), where the convolutions meet 
 MLP row runs the monitored step under ``kink_policy(default=0.5)`` against the same policy without a
 monitor: the monitor's own price when a policy already routes the ops. The last two rows split the
 cost: the monitored step against the same step under a no-op observer, which pays the ops' own
-observation (routing every entry point, building kink masks and distances) but counts nothing.
+observation (routing every entry point, building kink masks) but counts nothing.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ CASES = (
 class _NoOpObserver:
     """Receives every report and does nothing: what the ops' observation costs without any counting."""
 
-    def report(self, op: str, output: Tensor, kinks: Tensor, distance: Tensor | None) -> None:
+    def report(self, op: str, output: Tensor, kinks: Tensor, offset: Tensor | None) -> None:
         return None
 
 

@@ -7,9 +7,10 @@ and whether or not a gradient is recorded:
 * ``kinks``: a boolean tensor broadcastable to ``output``: which outputs come from an input exactly at a
   kink (elementwise ops), from a tie (binary ops, reductions, pools, sorts), or from a slice with a kink
   (norms, losses);
-* ``distance``: for elementwise and binary ops, each input's distance to its nearest kink (``None``
-  elsewhere), from which "near kinks" are counted: a fresh tensor made for the observers, outside
-  any autograd graph, which an observer may overwrite once it has passed the report on.
+* ``offset``: for elementwise and binary ops, each input's signed offset from its nearest kink, whose
+  absolute value is the distance to it (``None`` elsewhere), from which "near kinks" are counted:
+  outside any autograd graph and read only, since it may be the op's input itself (``relu``'s
+  offset from its kink at 0 is ``x``; ``maximum(a, b)``'s is ``a - b``).
 
 Observing never changes a value or a derivative.
 """
@@ -27,7 +28,7 @@ from torch import Tensor
 class Observer(Protocol):
     """Receives one report per kink-op call."""
 
-    def report(self, op: str, output: Tensor, kinks: Tensor, distance: Tensor | None) -> None: ...
+    def report(self, op: str, output: Tensor, kinks: Tensor, offset: Tensor | None) -> None: ...
 
 
 _state = threading.local()
@@ -53,11 +54,11 @@ def observing(observer: Observer) -> Iterator[None]:
         _state.observer = previous
 
 
-def report(op: str, output: Tensor, kinks: Tensor, distance: Tensor | None = None) -> None:
+def report(op: str, output: Tensor, kinks: Tensor, offset: Tensor | None = None) -> None:
     """Called by the ops; a no-op without an observer."""
     observer = active_observer()
     if observer is not None:
-        observer.report(op, output, kinks, distance)
+        observer.report(op, output, kinks, offset)
 
 
 @contextmanager

@@ -165,8 +165,8 @@ def test_nested_monitors_both_count() -> None:
 
 
 def test_nested_monitors_both_count_near_kinks() -> None:
-    """Each monitor reads the distances before the outermost one may reuse their storage; with no
-    exact kink, NaN and inf entries are neither exact nor near, and the scale ignores inf."""
+    """Each monitor counts from the same read-only offsets; with no exact kink, NaN and inf entries are
+    neither exact nor near, and the scale ignores inf."""
     eps = torch.finfo(torch.float32).eps
     x = torch.tensor([8.0, 0.0, 3 * eps * 8, -4 * eps * 8, 5 * eps * 8, 1.0])
     quiet = torch.tensor([8.0, float("nan"), float("inf"), 3 * eps * 8, -5 * eps * 8])
@@ -246,3 +246,81 @@ def test_direct_kinkgrad_op_is_counted_once() -> None:
     with KinkMonitor() as monitor:
         kinkgrad.nn.ReLU(at_kink=1.0)(torch.zeros(3, requires_grad=True))
     assert [(r.op, r.elements) for r in monitor.summary()] == [("relu", 3)]
+
+
+def _seeded_input(shape: tuple[int, ...], dtype: torch.dtype, seed: int) -> Tensor:
+    """Values with many exact zeros, entries within a few ulps of the scale from 0 on both sides, and
+    ordinary values: every count is far from 0 and from the total."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g, dtype=torch.float64)
+    which = torch.rand(shape, generator=g)
+    ulps = torch.randint(-6, 7, shape, generator=g).to(torch.float64)
+    scale = x.abs().max()
+    x = torch.where(which < 0.3, 0.0, torch.where(which < 0.4, ulps * torch.finfo(dtype).eps * scale, x))
+    return x.to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("size", [(3, 70_001), (2**17,)])  # a tail beyond whole blocks; none
+def test_large_tensor_counts_match_direct_comparisons(dtype: torch.dtype, size: tuple[int, ...]) -> None:
+    """On tensors large enough for the word-wise byte count and the reused buffers, each count equals
+    the one computed directly with comparisons in float64, upstream gradients other than 1 and with
+    zeros among them."""
+    x = _seeded_input(size, dtype, seed=3).requires_grad_()
+    upstream = torch.randn(size, generator=torch.Generator().manual_seed(4)).to(dtype)
+    upstream[..., ::3] = 0.0
+    with KinkMonitor(near_ulps=4) as monitor:
+        y = torch.relu(x)
+    y.backward(upstream)
+    seen = x.detach().double()
+    tolerance = 4 * torch.finfo(dtype).eps * seen.abs().max()
+    at = seen == 0
+    record = _one(monitor)
+    assert record.elements == x.numel()
+    assert record.exact_kinks == int(at.sum())
+    assert record.near_kinks == int((seen.abs() <= tolerance).sum())
+    assert record.bifurcating_kinks == int((at & (upstream != 0)).sum())
+    assert 0 < record.exact_kinks < record.near_kinks < record.elements
+
+
+def test_large_tensor_counts_away_from_zero_and_between_two_inputs() -> None:
+    """A kink at 0.5 (``clamp_min``), two kinks (``hardtanh``) and ties of ``maximum``: counts equal
+    direct comparisons."""
+    x = _seeded_input((3 * 70_001,), torch.float32, seed=5)
+    other = _seeded_input((3 * 70_001,), torch.float32, seed=6)
+    with KinkMonitor(near_ulps=4) as monitor:
+        torch.clamp_min(x + 0.5, 0.5)
+        F.hardtanh(x + 1.0)
+        torch.maximum(x, other)
+    records = {r.op: r for r in monitor.summary()}
+    eps = torch.finfo(torch.float32).eps
+
+    def expected(distance: Tensor) -> tuple[int, int]:
+        finite = distance[torch.isfinite(distance)]
+        return int((distance == 0).sum()), int((distance <= 4 * eps * finite.max()).sum())
+
+    shifted = (x + 0.5).double() - 0.5
+    moved = (x + 1.0).double()
+    both = torch.minimum((moved - 1).abs(), (moved + 1).abs())
+    assert (records["clamp_min"].exact_kinks, records["clamp_min"].near_kinks) == expected(shifted.abs())
+    assert (records["hardtanh"].exact_kinks, records["hardtanh"].near_kinks) == expected(both)
+    assert (records["maximum"].exact_kinks, records["maximum"].near_kinks) == expected(
+        (x.double() - other.double()).abs()
+    )
+    assert all(0 < r.exact_kinks <= r.near_kinks < r.elements for r in records.values())
+
+
+@pytest.mark.parametrize("start", [0, 1, 8])
+@pytest.mark.parametrize("size", [0, 5, 2**16 - 1, 2**16 + 8 * 127 * 3 + 7, 3 * 2**17])
+def test_byte_count_of_masks_of_any_size_and_alignment(start: int, size: int) -> None:
+    """The word-wise count of a boolean mask equals ``sum`` over its entries, for masks with and without
+    a tail beyond whole blocks, views starting at any byte, and non-contiguous masks."""
+    from kinkgrad._monitor import _count
+
+    g = torch.Generator().manual_seed(size + start)
+    mask = torch.rand(start + size, generator=g) < 0.37
+    view = mask[start:]
+    assert _count(view) == int(view.sum())
+    strided = mask[start::2]
+    assert _count(strided) == int(strided.sum())
+    assert _count(torch.ones(size, dtype=torch.bool)) == size

@@ -44,7 +44,7 @@ def _tie(native: Any, input: Tensor, other: Tensor, at_kink: Any, upper: bool) -
         tangent = w_input * (input - input.detach()) + w_other * (other - other.detach())
         out = at_kinks(value, tie, tangent.to(value.dtype))
     if watch is not None:
-        watch.report(native.__name__, out, tie, (input.detach() - other.detach()).abs())
+        watch.report(native.__name__, out, tie, input.detach() - other.detach())
     return out
 
 

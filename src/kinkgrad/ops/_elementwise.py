@@ -21,7 +21,6 @@ from kinkgrad._autodiff import Trace, any_true, needs_rule, signed_zero, straigh
 from kinkgrad._observe import active_observer, silenced
 from kinkgrad._policy import from_policy
 from kinkgrad._rules import Chooser, check_lambda
-from kinkgrad._scratch import scratch
 
 __all__ = [
     "abs",
@@ -108,12 +107,11 @@ def _apply(
         out = f(x)
     if watch is not None:
         seen = x.detach()
-        if len(kinks) == 1 and mode is not Trace.ALWAYS:
+        if len(kinks) == 1:
             offset = seen if kinks[0].point == 0 else seen - kinks[0].point
-            distance = torch.abs(offset, out=scratch(seen))
-        else:
-            distance = torch.stack([(seen - k.point).abs() for k in kinks]).amin(0)
-        watch.report(name, out, mask, distance)
+        else:  # the distance to the nearest kink (an offset of the same size)
+            offset = torch.stack([(seen - k.point).abs() for k in kinks]).amin(0)
+        watch.report(name, out, mask, offset)
     return out
 
 

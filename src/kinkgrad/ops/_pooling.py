@@ -24,6 +24,7 @@ from kinkgrad._autodiff import Trace, needs_rule, trace_mode, zero_tangent
 from kinkgrad._observe import active_observer
 from kinkgrad._policy import from_policy
 from kinkgrad._rules import Chooser, check_tie_rule, tie_weights
+from kinkgrad._scratch import scratch
 from kinkgrad.ops._selection import _finite_where, _generator
 
 __all__ = [
@@ -93,7 +94,7 @@ def _resolve(name: str, input: Tensor, value: Tensor, windows: Windows, at_kink:
     if mode is Trace.ALWAYS and watch is None:  # a transform builds the rule everywhere: no need to look
         return value if rule in (None, "first") else _surrogate(name, input, value, views, windows, rule)
     eager = _eager_rule(rule, mode, input, value, views)
-    count, others = _not_max(views, value, positions=eager)
+    count, others = _not_max(views, value, positions=eager, reuse=mode is not Trace.ALWAYS)
     hit = count < len(views) - 1
     out = value
     # "first" is PyTorch's own choice (the first maximum in window order; non-finite windows as
@@ -187,7 +188,9 @@ class _EagerPoolRule(torch.autograd.Function):
         return grad_input, None, None, None, None, None
 
 
-def _not_max(views: list[Tensor], value: Tensor, positions: bool = False) -> tuple[Tensor, Tensor]:
+def _not_max(
+    views: list[Tensor], value: Tensor, positions: bool = False, reuse: bool = False
+) -> tuple[Tensor, Tensor]:
     """Per window, how many candidates are not its finite maximum (a window ties when at most
     ``size - 2`` are not), and with ``positions`` which ones, as bits of one integer per window (bit
     ``i`` for the ``i``-th position; an empty tensor otherwise).
@@ -195,7 +198,9 @@ def _not_max(views: list[Tensor], value: Tensor, positions: bool = False) -> tup
     ``candidate - max`` is exactly 0 at a finite maximum and nonzero or NaN elsewhere (``inf - inf``
     and the ``-inf`` fill of padding included); its cast to bool is counted in bytes, one window
     position at a time: each step is one pass over a slice the size of the output, much cheaper than
-    ``==`` (a slow kernel on CPU) and a reduction over small, strided window dims.
+    ``==`` (a slow kernel on CPU) and a reduction over small, strided window dims. With ``reuse`` (no
+    transform is tracing) the per-position temporaries are written into reused buffers
+    (:func:`~kinkgrad._scratch.scratch`): fresh pages cost more than the passes.
     """
     wide = len(views) >= 256  # a byte count would overflow
     bits = value.new_empty(0, dtype=torch.uint8)
@@ -205,9 +210,15 @@ def _not_max(views: list[Tensor], value: Tensor, positions: bool = False) -> tup
         )
     count: Tensor | None = None
     for bit, view in enumerate(views):
-        other = (view - value).bool().view(torch.uint8)
+        if reuse:
+            seen = value.detach()
+            diff = torch.sub(view.detach(), seen, out=scratch(seen))
+            kept = torch.empty_like(seen, dtype=torch.bool) if count is None else scratch(seen, torch.bool)
+            other = kept.copy_(diff).view(torch.uint8)
+        else:
+            other = (view - value).bool().view(torch.uint8)
         if positions:
-            bits |= other.to(bits.dtype) << bit
+            bits.add_(other, alpha=1 << bit)  # the bits are disjoint: adding is or-ing
         if wide:
             other = other.to(torch.int32)
         count = other if count is None else count.add_(other)
