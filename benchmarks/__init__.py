@@ -44,7 +44,8 @@ _PREFIX = "bench_"
 
 @dataclass(frozen=True)
 class Row:
-    """One benchmark's result: ``ratio <= target`` passes. ``error`` is set when the module failed."""
+    """One benchmark's result: ``ratio <= target`` passes; a row without a target (``nan``) is
+    information only and never fails. ``error`` is set when the module failed."""
 
     module: str
     name: str
@@ -54,13 +55,21 @@ class Row:
     error: str | None = None
 
     @property
+    def informational(self) -> bool:
+        return self.error is None and math.isnan(self.target)
+
+    @property
     def passed(self) -> bool:
+        if self.informational:
+            return True
         return self.error is None and math.isfinite(self.ratio) and self.ratio <= self.target
 
     @property
     def verdict(self) -> str:
         if self.error is not None:
             return "ERROR"
+        if self.informational:
+            return "INFO"
         return "PASS" if self.passed else "MISS"
 
 
@@ -161,9 +170,9 @@ def _check_row(module: str, item: object) -> Row:
     name, ratio, target, detail = item["name"], item["ratio"], item["target"], item["detail"]
     if not isinstance(name, str) or not isinstance(detail, str):
         raise TypeError(f"{module}.run(): name and detail must be str in {item!r}")
-    if not isinstance(ratio, (int, float)) or not isinstance(target, (int, float)):
-        raise TypeError(f"{module}.run(): ratio and target must be numbers in {item!r}")
-    return Row(module, name, float(ratio), float(target), detail)
+    if not isinstance(ratio, (int, float)) or not isinstance(target, (int, float, type(None))):
+        raise TypeError(f"{module}.run(): ratio must be a number and target a number or None in {item!r}")
+    return Row(module, name, float(ratio), math.nan if target is None else float(target), detail)
 
 
 def run_module(module: str, quick: bool) -> ModuleRun:

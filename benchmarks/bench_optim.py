@@ -16,6 +16,10 @@ gradients once more (``torch.dot``): the detail gives that pass alone, the floor
 It also reports what computing :math:`\\|g_i\\|^2` in a post-accumulate-grad hook during
 ``backward()`` costs: if the gradient were still in cache there, that would be cheaper; measured, it
 is not, so the optimizer does not do it.
+
+Two more rows, for information (no target), time whole training iterations (zero the gradients,
+forward at batch 64, backward, step) with each optimizer against the same iteration with SGD: what the
+extra passes cost a training loop, where the forward and backward passes dominate.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -182,9 +186,47 @@ def _polyak_row(width: int, repeats: int, hook_rounds: int) -> dict[str, object]
     }
 
 
-def _where(params: Sequence[torch.Tensor]) -> str:
+def _training_closure(
+    model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor
+) -> Callable[[], torch.Tensor]:
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss = model(x).square().mean()
+        loss.backward()
+        return loss
+
+    return closure
+
+
+def _iteration_row(
+    width: int, repeats: int, label: str, make: Callable[[list[torch.Tensor]], torch.optim.Optimizer]
+) -> dict[str, object]:
+    """A whole training iteration with an optimizer against the same iteration with SGD: the closure
+    zeroes the gradients, runs the forward pass (batch 64) and ``backward()``, and each optimizer's
+    ``step(closure)`` calls it, as ``torch.optim`` closures do. What an optimizer adds to a training loop,
+    beside the ``step()``-only rows; information, no target (the issue's targets are read as
+    ``step()`` alone)."""
+    x = _batch(width)
+    ours, base = _model(width, seed=0), _model(width, seed=0)
+    optimizer = make(list(ours.parameters()))
+    sgd = torch.optim.SGD(base.parameters(), lr=1e-3, foreach=True)
+    ours_closure, base_closure = _training_closure(ours, optimizer, x), _training_closure(base, sgd, x)
+    timing = interleaved(
+        lambda: sgd.step(base_closure), lambda: optimizer.step(ours_closure), repeats=repeats, warmup=2
+    )
+    return {
+        "name": f"optim: training iteration (zero_grad, forward, backward, step) with {label} vs SGD",
+        "ratio": timing.ratio,
+        "target": None,
+        "detail": f"{timing.describe('SGD', label)}; "
+        f"{_where(list(ours.parameters()), 'whole iterations at batch 64')}: what the optimizer adds "
+        "to a training loop; information, no target",
+    }
+
+
+def _where(params: Sequence[torch.Tensor], timed: str = "step() only") -> str:
     size = sum(p.numel() for p in params)
-    return f"{size / 1e6:.2f}M float32 parameters in {len(params)} tensors, foreach=True, step() only"
+    return f"{size / 1e6:.2f}M float32 parameters in {len(params)} tensors, foreach=True, {timed}"
 
 
 def run(quick: bool) -> list[dict[str, object]]:
@@ -201,4 +243,20 @@ def run(quick: bool) -> list[dict[str, object]]:
     rows = [_prox_sgd_row(width, repeats)]
     gc.collect()  # the first row's models are gone before the second is timed
     rows.append(_polyak_row(width, repeats, 5 if quick else 15))
+    rounds = 5 if quick else 15
+    gc.collect()
+    rows.append(
+        _iteration_row(
+            width, rounds, "ProxSGD(prox=L1)", lambda ps: ProxSGD(ps, lr=1e-3, prox=L1(1e-4), foreach=True)
+        )
+    )
+    gc.collect()
+    rows.append(
+        _iteration_row(
+            width,
+            rounds,
+            "Subgradient(schedule='polyak', track_best=False)",
+            lambda ps: Subgradient(ps, lr=0.5, schedule="polyak", f_min=0.0, foreach=True, track_best=False),
+        )
+    )
     return rows
