@@ -45,7 +45,6 @@ import torch
 import torch.autograd.forward_ad as fwad
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.overrides import TorchFunctionMode
 
 from kinkgrad._policy import kink_policy
 from kinkgrad._rules import Chooser
@@ -251,10 +250,14 @@ class _Strict(kink_policy):
     """The policy of a certified pass: every op decides with ``chooser``; unsupported kinks raise;
     comparisons of differentiated tensors that tie are decided along the ray too."""
 
-    def __init__(self, chooser: Chooser) -> None:
+    def __init__(self, chooser: Chooser, fast: _FastPass | None = None) -> None:
         super().__init__(default=chooser, ties=chooser)  # type: ignore[arg-type]
         self.strict = True
         self.chooser = chooser
+        self.fast = fast
+
+    def intercept(self, func: Any, args: Any, kwargs: Any) -> Any:
+        return NotImplemented if self.fast is None else self.fast.intercept(func, args, kwargs)
 
     def call(self, func: Any, args: Any, kwargs: Any) -> Any:
         result = func(*args, **kwargs)
@@ -784,12 +787,12 @@ _MAX_POOL_WITH_INDICES = torch.nn.functional.max_pool2d_with_indices
 _MAX_POOL = {torch.nn.functional.max_pool2d, _MAX_POOL_WITH_INDICES, torch.max_pool2d}
 
 
-class _FastPass(TorchFunctionMode):
-    """Runs over the strict policy (which catches every other kink op and unsupported op): certifies
-    ``relu`` and ``max_pool2d`` calls in place, records their tie sites."""
+class _FastPass:
+    """The strict policy's interception (:meth:`_Strict.intercept`; the policy catches every other
+    kink op and unsupported op): certifies ``relu`` and ``max_pool2d`` calls in place, records their
+    tie sites."""
 
     def __init__(self, bias_direction: dict[int, Tensor] | None) -> None:
-        super().__init__()
         self.detector = _Detector()
         self.bias_direction = bias_direction
         self.sites: list[_ReluSite | _PoolSite] = []
@@ -806,8 +809,8 @@ class _FastPass(TorchFunctionMode):
             and not torch.compiler.is_compiling()
         )
 
-    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        kwargs = kwargs or {}
+    def intercept(self, func: Any, args: Any, kwargs: Any) -> Any:
+        """The certified result of a ``relu`` or ``max_pool2d`` call, else ``NotImplemented``."""
         if func in _RELU and len(args) == 1 and isinstance(args[0], Tensor) and not kwargs.get("inplace"):
             if self._moving(args[0]):
                 return self._relu(args[0])
@@ -818,7 +821,7 @@ class _FastPass(TorchFunctionMode):
                 parsed = None
             if parsed is not None and self._moving(parsed[0]):
                 return self._pool(*parsed)
-        return func(*args, **kwargs)
+        return NotImplemented
 
     def _relu(self, x: Tensor) -> Tensor:
         with torch._C.DisableTorchFunction():
@@ -1342,7 +1345,7 @@ def _certify(
     """
     listed = list(directions)  # checks every direction now, on every rank alike
     fast = _FastPass(None if own is None else {id(t): g for t, g in zip(tensors, own)})
-    with _Strict(fast.detector), fast:
+    with _Strict(fast.detector, fast):
         loss = run()
     fast.calm.clear()
     if not _any_rank(fast.detector.needs_tangent):

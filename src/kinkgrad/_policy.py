@@ -88,6 +88,12 @@ class kink_policy(contextlib.ContextDecorator):
         """How a strict policy runs an unrouted function (certification overrides it for comparisons)."""
         return func(*args, **kwargs)
 
+    def intercept(self, func: Any, args: Any, kwargs: Any) -> Any:
+        """A strict policy's first look at every call: its result, or ``NotImplemented`` to route the
+        call as usual (certification's fast pass takes ``relu`` and ``max_pool2d`` here, in the same
+        torch-function mode, rather than in a second mode that every call would cross)."""
+        return NotImplemented
+
     def choice(self, *names: str) -> Any:
         """The ``at_kink`` this policy gives the first of ``names`` it sets explicitly, else the default
         for the kind of ``names[0]`` (``None``: PyTorch's own)."""
@@ -208,10 +214,15 @@ class _PolicyMode(TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         route = _routes().get(func)
+        policy = self.policy
+        if policy is not None and policy.strict:
+            taken = policy.intercept(func, args, kwargs or {})
+            if taken is not NotImplemented:
+                return taken
         if route is None:  # the common case: every other torch call of the model and optimizer
-            if self.policy is not None and self.policy.strict:
+            if policy is not None and policy.strict:
                 _refuse_unsupported(func, args, kwargs or {})
-                return self.policy.call(func, args, kwargs or {})
+                return policy.call(func, args, kwargs or {})
             return func(*args, **(kwargs or {}))
         kwargs = kwargs or {}
         if "out" in kwargs or (not torch.compiler.is_compiling() and _inside_kinkgrad_op()):
