@@ -329,22 +329,26 @@ class KinkMonitor:
             outer.report(op, output, kinks, offset)
 
     def _near(self, offset: Tensor, exact: Count) -> Count:
-        """Entries with ``|offset| <= k·ε·s`` (see the class docstring). The scale comes from one
-        ``aminmax`` pass over the offsets; when nothing is exact and every offset lies beyond the
-        tolerance on one side (all inputs on one side of the kink), nothing can be near and the count
-        is skipped. Otherwise ``hardshrink`` keeps exactly the offsets beyond the tolerance (NaN
-        included) nonzero, and those are counted: a float kernel and a cast into reused buffers, several
-        times cheaper on the CPU than a ``<=`` comparison and an ``abs`` pass."""
+        """Entries with ``|offset| <= k·ε·s`` (see the class docstring), counted on the CPU with float
+        kernels and casts into reused buffers, several times cheaper there than ``<=`` comparisons.
+
+        With no exact kink (the usual case away from sparse data), one ``abs`` pass and one ``aminmax``
+        give the scale and the smallest distance; when that is beyond the tolerance, nothing is near and
+        the count is skipped. With exact kinks (some distance is 0), the scale comes from ``aminmax`` of
+        the signed offsets, with no ``abs`` pass. Then ``hardshrink`` keeps exactly the offsets beyond
+        the tolerance (NaN included) nonzero, and those are counted."""
         eps = self.near_ulps * torch.finfo(offset.dtype).eps
         if offset.device.type != "cpu":  # no synchronisation
             distance = offset.abs()
             return _count(distance <= _finite_max(distance) * eps)
+        if exact == 0:
+            offset = torch.abs(offset, out=scratch(offset))
         lo, hi = (float(v) for v in torch.aminmax(offset))
         scale = max(-lo, hi)
         if not math.isfinite(scale):
             scale = float(_finite_max(offset.abs()))
         tolerance = scale * eps
-        if exact == 0 and (lo > tolerance or hi < -tolerance):
+        if exact == 0 and lo > tolerance:
             return 0
         beyond = torch.hardshrink(offset, tolerance, out=scratch(offset))
         return offset.numel() - _count(scratch(offset, torch.bool).copy_(beyond))
