@@ -36,10 +36,11 @@ before every re-run, so every pass sees the same masks and the buffers are updat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import torch
 import torch.autograd.forward_ad as fwad
@@ -303,7 +304,7 @@ class _Snapshot:
 
 def _directions(
     tensors: Sequence[Tensor], direction: Any, seed: int | None, arg: str
-) -> Iterator[tuple[tuple[Tensor, ...], bool]]:
+) -> Iterator[tuple[Sequence[Tensor], bool]]:
     """The caller's direction (checked now), then one seeded Gaussian direction (flagged generic):
     one float64 ``randn`` per tensor, in order, from ``torch.Generator().manual_seed(seed or 0)``,
     cast to the tensor's dtype and device."""
@@ -311,7 +312,7 @@ def _directions(
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise TypeError(f"seed must be an int or None, got {seed!r}")
 
-    def generate() -> Iterator[tuple[tuple[Tensor, ...], bool]]:
+    def generate() -> Iterator[tuple[Sequence[Tensor], bool]]:
         if given is not None:
             yield given, False
         yield _gaussian(tensors, 0 if seed is None else seed), True
@@ -319,20 +320,81 @@ def _directions(
     return generate()
 
 
-_GAUSSIAN: dict[Any, tuple[Tensor, ...]] = {}
+class _Gaussian(Sequence[Tensor]):
+    """kinkgrad's own direction: one float64 ``randn`` per tensor, in order, from
+    ``torch.Generator().manual_seed(seed)``, each cast to its tensor's dtype and device.
+
+    The numbers are drawn once in order, only to record the generator's state where each tensor's
+    numbers start (about 5 KB per tensor). A tensor's direction is drawn again from its state the first
+    time it is read, and kept: only the tensors that decide a tie (usually biases, see
+    :func:`_own_bias_tangent`) hold memory, not a copy of every parameter.
+    """
+
+    def __init__(self, tensors: Sequence[Tensor], seed: int) -> None:
+        self.seed = seed
+        self._meta = [(tuple(t.shape), t.dtype, t.device) for t in tensors]
+        generator = torch.Generator().manual_seed(seed)
+        self._states: list[Tensor] = []
+        for shape, _, _ in self._meta:
+            self._states.append(generator.get_state())
+            torch.randn(shape, generator=generator, dtype=torch.float64)  # (drawn to move past it)
+        self._drawn: dict[int, Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self._meta)
+
+    @overload
+    def __getitem__(self, i: int) -> Tensor: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Tensor]: ...
+
+    def __getitem__(self, i: int | slice) -> Tensor | Sequence[Tensor]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(len(self))[i]]
+        i = range(len(self))[i]  # (negative indices; IndexError past the end)
+        drawn = self._drawn.get(i)
+        if drawn is None:
+            shape, dtype, device = self._meta[i]
+            generator = torch.Generator()
+            generator.set_state(self._states[i])
+            drawn = torch.randn(shape, generator=generator, dtype=torch.float64)
+            drawn = self._drawn[i] = drawn.to(dtype=dtype, device=device)
+        return drawn
 
 
-def _gaussian(tensors: Sequence[Tensor], seed: int) -> tuple[Tensor, ...]:
-    """The seeded Gaussian direction (cached for the last shapes seen: drawing it costs a pass)."""
+_GAUSSIAN: dict[Any, _Gaussian] = {}
+
+
+def _gaussian(tensors: Sequence[Tensor], seed: int) -> _Gaussian:
+    """The seeded Gaussian direction for these shapes (the last one asked for is kept, with the
+    tensors of it drawn so far)."""
     key = (seed, *((tuple(t.shape), t.dtype, t.device) for t in tensors))
     if key not in _GAUSSIAN:
         _GAUSSIAN.clear()
-        generator = torch.Generator().manual_seed(seed)
-        _GAUSSIAN[key] = tuple(  # drawn and cast one tensor at a time: one float64 temporary at most
-            torch.randn(t.shape, generator=generator, dtype=torch.float64).to(dtype=t.dtype, device=t.device)
-            for t in tensors
-        )
+        _GAUSSIAN[key] = _Gaussian(tensors, seed)
     return _GAUSSIAN[key]
+
+
+class _Leaves(Mapping[int, Tensor]):
+    """``id(tensor) -> its direction``, read from ``direction`` only when asked for (a
+    :class:`_Gaussian` draws nothing for tensors no tie depends on)."""
+
+    def __init__(self, tensors: Sequence[Tensor], direction: Sequence[Tensor]) -> None:
+        self._index = {id(t): i for i, t in enumerate(tensors)}
+        self._direction = direction
+
+    def __getitem__(self, key: int) -> Tensor:
+        return self._direction[self._index[key]]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
 
 
 def _check_direction(tensors: Sequence[Tensor], direction: Any, arg: str) -> tuple[Tensor, ...]:
@@ -405,14 +467,17 @@ def _any_rank(flag: bool) -> bool:
 
 
 def _check_same_direction(
-    directions: Iterator[tuple[tuple[Tensor, ...], bool]],
-) -> Iterator[tuple[tuple[Tensor, ...], bool]]:
+    directions: Iterator[tuple[Sequence[Tensor], bool]],
+) -> Iterator[tuple[Sequence[Tensor], bool]]:
     """Under torch.distributed, every rank must use the same directions: compare a checksum of each."""
     for d, generic in directions:
         if _distributed():
-            checksum = torch.stack(
-                [t.double().sum().cpu() + t.double().flatten()[:1].sum().cpu() for t in d]
-            ).sum()
+            if isinstance(d, _Gaussian):  # same seed, same shapes: same numbers (nothing drawn here)
+                checksum = torch.tensor(float(d.seed) + sum(len(m[0]) + math.prod(m[0]) for m in d._meta))
+            else:
+                checksum = torch.stack(
+                    [t.double().sum().cpu() + t.double().flatten()[:1].sum().cpu() for t in d]
+                ).sum()
             low, high = checksum.clone().view(1), checksum.clone().view(1)
             torch.distributed.all_reduce(low, op=torch.distributed.ReduceOp.MIN)
             torch.distributed.all_reduce(high, op=torch.distributed.ReduceOp.MAX)
@@ -1173,7 +1238,7 @@ def _plain_relu(out: Tensor) -> _ReluSite:
 
 def _tangents(
     sites: Sequence[_ReluSite | _PoolSite],
-    leaf: dict[int, Tensor],
+    leaf: Mapping[int, Tensor],
     boundary: dict[tuple[Any, int], Tensor],
     order: list[Any],
 ) -> None:
@@ -1224,7 +1289,9 @@ def _rule(node: Any, tin: list[Tensor | _Lazy | None]) -> Tensor | _Lazy | None:
 
 
 def _plan(
-    sites: Sequence[_ReluSite | _PoolSite], leaf: dict[int, Tensor], boundary: dict[tuple[Any, int], Tensor]
+    sites: Sequence[_ReluSite | _PoolSite],
+    leaf: Mapping[int, Tensor],
+    boundary: dict[tuple[Any, int], Tensor],
 ) -> list[Any]:
     """The nodes upstream of the sites, inputs first, that depend on a differentiated tensor; raises
     :class:`_Unsupported` at a node without a tangent rule (or a second output of a node)."""
@@ -1274,7 +1341,7 @@ class _Outcome:
 def _fast(
     fast: _FastPass,
     tensors: Sequence[Tensor],
-    directions: list[tuple[tuple[Tensor, ...], bool]],
+    directions: list[tuple[Sequence[Tensor], bool]],
     boundary: Callable[[Sequence[Tensor]], dict[tuple[Any, int], Tensor]],
 ) -> str | None:
     """Decide the sites of the fast pass (before its backward runs) and return the method, or ``None``
@@ -1295,7 +1362,7 @@ def _fast(
     try:
         plans = []
         for d, _ in directions:
-            leaf = {id(t): v for t, v in zip(tensors, d)}
+            leaf = _Leaves(tensors, d)
             edges = boundary(d)
             plans.append((leaf, edges, _plan(pending, leaf, edges)))
         ok = True
@@ -1328,10 +1395,10 @@ def _release(sites: Sequence[_ReluSite | _PoolSite], record: bool) -> None:
 def _certify(
     run: Callable[[], Tensor],
     tensors: Sequence[Tensor],
-    directions: Iterator[tuple[tuple[Tensor, ...], bool]],
+    directions: Iterator[tuple[Sequence[Tensor], bool]],
     snapshot: _Snapshot,
     dual: Callable[[Sequence[Tensor]], Any],
-    own: tuple[Tensor, ...] | None = None,
+    own: Sequence[Tensor] | None = None,
     boundary: Callable[[Sequence[Tensor]], dict[tuple[Any, int], Tensor]] = lambda d: {},
     record: bool = True,
 ) -> _Outcome:
@@ -1344,7 +1411,8 @@ def _certify(
     (:func:`_own_bias_tangent`).
     """
     listed = list(directions)  # checks every direction now, on every rank alike
-    fast = _FastPass(None if own is None else {id(t): g for t, g in zip(tensors, own)})
+    biases = None if own is None else {id(t): own[i] for i, t in enumerate(tensors) if t.dim() == 1}
+    fast = _FastPass(biases)
     with _Strict(fast.detector, fast):
         loss = run()
     fast.calm.clear()

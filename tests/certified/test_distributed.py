@@ -40,3 +40,15 @@ def test_ddp_two_gloo_ranks_match_single_process(tmp_path: Path) -> None:
     ), "the batch hits no kink that matters: the test would prove nothing"
     for d, p in zip(distributed, model.parameters()):
         torch.testing.assert_close(d, p.grad, rtol=1e-12, atol=1e-12)
+
+
+def test_ddp_ranks_with_different_seeds_are_refused(tmp_path: Path) -> None:
+    """kinkgrad's direction is compared across ranks by its seed and shapes (nothing is drawn for the
+    check): ranks passing different seeds get a clear error, not silently different directions."""
+    out = tmp_path / "error.pt"
+    worker = Path(__file__).with_name("ddp_worker.py")
+    subprocess.run(
+        [sys.executable, str(worker), str(_free_port()), str(out), "mismatch"], check=True, timeout=240
+    )
+    message = torch.load(out)
+    assert isinstance(message, str) and "differs across data-parallel ranks" in message

@@ -147,3 +147,28 @@ def test_inputs_that_are_not_leaves() -> None:
     assert g.tolist() == [[[[0.0, 0.0], [2.5, 0.0]]]]
     (g,) = clarke_grad(lambda x: 2.5 * (torch.relu(x) - torch.relu(-x)).sum(), x)
     assert g.tolist() == [[[[2.5, 2.5], [2.5, 2.5]]]]
+
+
+def test_kinkgrad_direction_follows_its_recipe_and_is_drawn_only_where_read() -> None:
+    """kinkgrad's Gaussian direction is the documented recipe (one float64 ``randn`` per tensor, in
+    order, from one generator seeded with ``seed``, cast to each tensor's dtype), read in any order; a
+    tensor's direction is drawn only when read, so after a certified step whose ties its own biases
+    decide, no weight-sized direction is held."""
+    tensors = [torch.zeros(3, 4), torch.zeros(4, dtype=torch.float64), torch.zeros(2, 5, 6)]
+    lazy = certified._Gaussian(tensors, seed=11)
+    generator = torch.Generator().manual_seed(11)
+    expected = [torch.randn(t.shape, generator=generator, dtype=torch.float64).to(t.dtype) for t in tensors]
+    assert torch.equal(lazy[2], expected[2]) and list(lazy._drawn) == [2]
+    assert all(torch.equal(lazy[i], e) for i, e in enumerate(expected)) and len(lazy) == 3
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).double()
+    x = torch.round(torch.rand(5, 4, dtype=torch.float64) * 4) / 4
+    with torch.no_grad():  # on a 1/4 grid (exact sums): every first-layer unit at its kink on sample 0
+        model[0].weight.copy_(torch.round(model[0].weight * 4) / 4)
+        model[0].bias.copy_(-(model[0].weight @ x[0]))
+    record = check_ad_backward(lambda: F.cross_entropy(model(x), torch.arange(5) % 3), model, seed=4)
+    assert record.method == "own bias" and sum(site.ties for site in record.sites) >= 6
+    (direction,) = certified._GAUSSIAN.values()
+    params = list(model.parameters())
+    assert sorted(direction._drawn) == [i for i, p in enumerate(params) if p.dim() == 1]
