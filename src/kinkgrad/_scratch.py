@@ -1,4 +1,4 @@
-"""Reusable temporaries for passes that only look at a tensor (kink checks, distances for observers).
+"""Reusable temporaries for passes that only look at a tensor (the monitor's counts, max-pool tie checks).
 
 On the CPU a fresh large allocation is served by new pages of memory, and touching them costs more than
 the pass itself; so these passes write into per-thread buffers reused from call to call. A buffer up to
