@@ -91,12 +91,14 @@ def _apply(
     mask = masks[0]
     for m in masks[1:]:
         mask = mask | m
-    if isinstance(lam, Chooser) and needs_rule(mode, mask):
+    # without an observer the masks only come back when a kink is hit (or a transform is tracing)
+    hit = needs_rule(mode, mask) if watch is not None else True
+    if isinstance(lam, Chooser) and hit:
         lam = lam.lambdas(name, x, mask)
-    if lam is not None and needs_rule(mode, mask) and mode is Trace.EAGER and pure and isinstance(lam, float):
+    if lam is not None and hit and mode is Trace.EAGER and pure and isinstance(lam, float):
         slopes = [float(_slope(k, lam, x)) for k in kinks]
         out = _EagerRule.apply(x, masks, slopes, f, grad_from_output)
-    elif lam is not None and needs_rule(mode, mask):
+    elif lam is not None and hit:
         weights = [m.to(x.dtype) for m in masks]
         slope = sum((_slope(k, lam, x) * w for k, w in zip(kinks, weights)), torch.zeros((), dtype=x.dtype))
         finite = torch.finfo(x.dtype).max
