@@ -2,7 +2,8 @@
 
 Every module ``benchmarks/bench_*.py`` exposes ``run(quick: bool) -> list[dict]``; each dict is one
 benchmark with ``name`` (str), ``ratio`` (float: kinkgrad / baseline, medians measured side by side in
-one run), ``target`` (float: the ratio must be ``<= target``) and ``detail`` (str). The harness runs
+one run), ``target`` (float: the ratio must be ``<= target``; ``None``: a row for information, shown
+as ``INFO`` and never a miss) and ``detail`` (str). The harness runs
 the modules, prints a table and rewrites ``benchmarks/RESULTS.md`` atomically with the date, the
 machine and one row per benchmark. Each module owns one section of that file: a run of some modules
 (``--only``) replaces their sections and keeps the others.
