@@ -255,3 +255,29 @@ def test_double_backward_through_the_relu_rule_keeps_the_chosen_slope() -> None:
     (gw,) = torch.autograd.grad((g * c).sum(), w)
     torch.testing.assert_close(g.detach(), torch.tensor([0.375, 2.0, 0.0, -0.25], dtype=torch.float64))
     torch.testing.assert_close(gw, torch.tensor([0.75, 5.0, 0.0, 2.75], dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    "shape", [(3, 70_001), (1, 100_000), (70_000,), (2, 5, 40_003)]
+)  # flat slices with a tail; one row wider than a slice; 1-D; 3-D
+@pytest.mark.parametrize("upstream_kind", ["dense", "transposed", "expanded"])
+def test_eager_rule_on_tensors_larger_than_a_slice(shape: tuple[int, ...], upstream_kind: str) -> None:
+    """Tensors larger than the rule's slices, with upstream gradients other than 1 that are contiguous,
+    non-contiguous or broadcast: the gradient is PyTorch's away from the kinks and lambda times the
+    upstream at them (an oracle built from comparisons, not from kinkgrad)."""
+    g = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(shape, generator=g)
+    x[torch.rand(shape, generator=g) < 0.4] = 0.0
+    x.requires_grad_()
+    if upstream_kind == "dense":
+        upstream = torch.randn(shape, generator=g)
+    elif upstream_kind == "transposed":
+        upstream = torch.randn(tuple(reversed(shape)), generator=g).permute(*reversed(range(len(shape))))
+    else:
+        upstream = torch.full((), 2.5).expand(shape)
+    with kink_policy(default=0.25):
+        y = torch.relu(x)
+    y.backward(upstream)
+    seen = x.detach()
+    expected = torch.where(seen > 0, upstream, torch.where(seen == 0, 0.25 * upstream, 0.0))
+    assert x.grad is not None and torch.equal(x.grad, expected)

@@ -197,17 +197,29 @@ class _EagerRule(torch.autograd.Function):
         return out, None, None, None, None
 
 
+_SLICE = 2**15
+"""Elements per slice in :func:`_add_at_kinks`: the byte mask widened to float32 is then 128 KiB, which
+stays in cache and adds little to a training step's peak memory."""
+
+
 def _add_at_kinks(out: Tensor, grad: Tensor, mask: Tensor, slope: float, create: bool) -> Tensor:
-    """``out + slope·grad·mask``. Without a graph to keep, in place and in slices of about 64K elements:
-    the byte mask is widened to ``out``'s dtype on the way, and slices keep that copy small and in cache.
+    """``out + slope·grad·mask``. Without a graph to keep, in place and in slices of :data:`_SLICE`
+    elements (flat when every tensor is contiguous, else whole rows of about that size): the byte mask is
+    widened to ``out``'s dtype on the way, and slices keep that copy small and in cache.
     """
     if create:
         return torch.addcmul(out, grad, mask.view(torch.uint8), value=slope)
-    rows = max(1, out.shape[0] * 2**16 // out.numel()) if out.dim() > 0 and out.numel() > 0 else 0
-    if rows == 0 or rows >= out.shape[0]:
-        return out.addcmul_(grad, mask.view(torch.uint8), value=slope)
-    for o, g, m in zip(out.split(rows), grad.expand_as(out).split(rows), mask.view(torch.uint8).split(rows)):
-        o.addcmul_(g, m, value=slope)
+    bits = mask.view(torch.uint8)
+    if out.numel() <= _SLICE or out.dim() == 0:
+        return out.addcmul_(grad, bits, value=slope)
+    grad = grad.expand_as(out)
+    if out.is_contiguous() and grad.is_contiguous() and bits.is_contiguous() and bits.shape == out.shape:
+        slices = zip(out.view(-1).split(_SLICE), grad.view(-1).split(_SLICE), bits.view(-1).split(_SLICE))
+    else:
+        rows = max(1, out.shape[0] * _SLICE // out.numel())
+        slices = zip(out.split(rows), grad.split(rows), bits.expand_as(out).split(rows))
+    for o, g, b in slices:
+        o.addcmul_(g, b, value=slope)
     return out
 
 
