@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from kinkgrad._policy import kink_policy
 from kinkgrad._rules import Chooser
+from kinkgrad.ops._pooling import _not_max, _strided
 
 
 class UnsupportedKinkError(RuntimeError):
@@ -804,13 +805,12 @@ def _pair_ties(x: Tensor, value: Tensor) -> Tensor:
 _CHUNK_BYTES = 1 << 21  # bytes of input per chunk of the 2x2 tie check
 
 
-def _window_ties(x: Tensor, value: Tensor, kernel: tuple[int, int]) -> Tensor:
-    """Any non-overlapping windows: 0.0 where a window's maximum is attained twice or more, else 1.0."""
-    kh, kw = kernel
-    ho, wo = value.shape[-2:]
-    windows = x[..., : ho * kh, : wo * kw].unfold(-2, kh, kh).unfold(-2, kw, kw)
-    tied = ((windows == value[..., None, None]) & torch.isfinite(windows)).sum((-1, -2)) > 1
-    return (~tied).to(x.dtype)
+def _window_untied(x: Tensor, value: Tensor, kernel: tuple[int, int]) -> Tensor:
+    """Any non-overlapping windows (stride = kernel, no padding): ``True`` where a window's maximum is
+    attained only once (the max-pool ops' own per-position count, :func:`kinkgrad.ops._pooling._not_max`)."""
+    views = _strided(2, kernel, kernel, (0, 0), (1, 1), value.shape[-2:])(x, -math.inf)
+    count, _ = _not_max(views, value, reuse=True)
+    return count >= len(views) - 1
 
 
 def _pool_args(func: Any, args: Any, kwargs: Any) -> tuple[Tensor, tuple[int, int], bool] | None:
@@ -911,10 +911,9 @@ class _FastPass:
             v = value.detach()
             xd = x.detach()
             if kernel == (2, 2) and xd.is_contiguous() and xd.shape[-2] % 2 == 0 and xd.shape[-1] % 2 == 0:
-                gap = _pair_ties(xd, v)
+                untied = _pair_ties(xd, v).bool()
             else:
-                gap = _window_ties(xd, v, kernel)
-            untied = gap.bool()
+                untied = _window_untied(xd, v, kernel)
             if not bool(untied.view(torch.uint8).amin()):
                 site.tied = untied.logical_not_()
                 site.need = site.tied

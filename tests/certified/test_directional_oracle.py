@@ -111,22 +111,29 @@ def _loss(model: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
     return loss
 
 
+def _certified_against_limit(
+    model: nn.Module, loss: Callable[[], torch.Tensor], direction_seed: int
+) -> list[torch.Tensor]:
+    """``clarke_backward`` along a seeded Gaussian direction, checked against plain autodiff a step
+    ``T`` along it (the directional limit); returns the certified gradients."""
+    generator = torch.Generator().manual_seed(direction_seed)
+    direction = [torch.randn(p.shape, generator=generator, dtype=torch.float64) for p in model.parameters()]
+    model.zero_grad()
+    clarke_backward(loss, model, direction=direction)
+    certified = [p.grad.clone() for p in model.parameters()]  # type: ignore[union-attr]
+    oracle = _plain_at(model, loss, [T * d for d in direction])
+    for c, o in zip(certified, oracle):
+        torch.testing.assert_close(c, o, rtol=1e-5, atol=1e-5)
+    return certified
+
+
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_certified_equals_directional_limit(family: str) -> None:
     differs = 0
     for seed in SEEDS:
         model, x = _build(family, seed)
         loss = _loss(model, x)
-        generator = torch.Generator().manual_seed(1000 + seed)
-        direction = [
-            torch.randn(p.shape, generator=generator, dtype=torch.float64) for p in model.parameters()
-        ]
-        model.zero_grad()
-        clarke_backward(loss, model, direction=direction)
-        certified = [p.grad.clone() for p in model.parameters()]  # type: ignore[union-attr]
-        oracle = _plain_at(model, loss, [T * d for d in direction])
-        for c, o in zip(certified, oracle):
-            torch.testing.assert_close(c, o, rtol=1e-5, atol=1e-5)
+        certified = _certified_against_limit(model, loss, direction_seed=1000 + seed)
         plain = torch.autograd.grad(loss(), list(model.parameters()))
         differs += any(not torch.allclose(p, c) for p, c in zip(plain, certified))
     assert differs >= len(SEEDS) // 5, (
@@ -189,12 +196,4 @@ def test_tangents_at_the_ties_only_equal_dense_tangents(
     for seed in SEEDS:
         model, x = _build("bias-free cnn", seed)
         loss = _loss(model, x)
-        generator = torch.Generator().manual_seed(2000 + seed)
-        direction = [
-            torch.randn(p.shape, generator=generator, dtype=torch.float64) for p in model.parameters()
-        ]
-        model.zero_grad()
-        clarke_backward(loss, model, direction=direction)
-        oracle = _plain_at(model, loss, [T * d for d in direction])
-        for p, o in zip(model.parameters(), oracle):
-            torch.testing.assert_close(p.grad, o, rtol=1e-5, atol=1e-5)
+        _certified_against_limit(model, loss, direction_seed=2000 + seed)

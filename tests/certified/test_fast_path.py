@@ -136,6 +136,22 @@ def test_pair_ties_finds_exactly_the_tied_windows(chunk: int, monkeypatch: pytes
     assert torch.equal(~gap.bool(), expected)
 
 
+@pytest.mark.parametrize("kernel", [(3, 3), (2, 3), (1, 2), (2, 2)])
+def test_window_untied_finds_exactly_the_untied_windows(kernel: tuple[int, int]) -> None:
+    """Any non-overlapping kernel, sizes that leave rows and columns out, a non-contiguous input, inf and
+    NaN: ``True`` exactly where no other entry equals the window's finite maximum."""
+    g = torch.Generator().manual_seed(sum(kernel))
+    x = torch.relu(torch.round(torch.randn(3, 7, 8, 4, generator=g) * 2) / 2).transpose(1, 3)  # [3, 4, 8, 7]
+    x[0, 0, 0, :2] = torch.inf
+    x[1, 1, 2, 0] = torch.nan
+    value = F.max_pool2d(x, kernel)
+    kh, kw = kernel
+    windows = x[..., : value.shape[-2] * kh, : value.shape[-1] * kw].unfold(2, kh, kh).unfold(3, kw, kw)
+    expected = ((windows == value[..., None, None]) & torch.isfinite(windows)).sum((-1, -2)) <= 1
+    assert torch.equal(certified._window_untied(x, value, kernel), expected)
+    assert 0 < int(expected.sum()) < expected.numel()
+
+
 def test_inputs_that_are_not_leaves() -> None:
     """``clarke_grad`` of a computed (non-leaf) input: its tangent is the direction, whatever made it."""
     from kinkgrad import clarke_grad
