@@ -25,15 +25,24 @@ from kinkgrad._observe import active_observer
 from kinkgrad._rules import check_lambda, check_tie_rule
 
 _ROUTES: dict[Any, Any] = {}
+"""The registry's dispatch table, filled when the first routing mode is entered (the registry imports
+the ops, which import this module)."""
+_KINDS: dict[str, str] = {}
+"""Each registered op's kind (``"lambda"``, ``"ties"``...), filled with :data:`_ROUTES`."""
 
 
-def _routes() -> dict[Any, Any]:
-    """The registry's dispatch table (imported on first use: the registry imports the ops)."""
+_OPS_NAMESPACES: set[int] = set()
+"""``id`` of the global namespace of every ``kinkgrad.ops`` module (see :func:`_inside_kinkgrad_op`)."""
+
+
+def _load_registry() -> None:
     if not _ROUTES:
-        from kinkgrad._registry import ROUTES
+        from kinkgrad._registry import OPS, ROUTES
 
+        _KINDS.update({name: spec.kind for name, spec in OPS.items()})
+        ops = [m for name, m in sys.modules.items() if name.startswith("kinkgrad.ops.")]
+        _OPS_NAMESPACES.update(id(vars(m)) for m in ops)
         _ROUTES.update(ROUTES)
-    return _ROUTES
 
 
 class kink_policy(contextlib.ContextDecorator):
@@ -97,12 +106,11 @@ class kink_policy(contextlib.ContextDecorator):
     def choice(self, *names: str) -> Any:
         """The ``at_kink`` this policy gives the first of ``names`` it sets explicitly, else the default
         for the kind of ``names[0]`` (``None``: PyTorch's own)."""
-        from kinkgrad._registry import OPS
-
         for name in names:
             if name in self.choices:
                 return self.choices[name]
-        return self.ties if OPS[names[0]].kind == "ties" else self.default
+        _load_registry()
+        return self.ties if _KINDS[names[0]] == "ties" else self.default
 
     def __repr__(self) -> str:
         parts = [f"default={self.default!r}"] if self.default is not None else []
@@ -163,6 +171,7 @@ def _stack() -> list[kink_policy]:
 def _acquire_mode() -> _PolicyMode:
     """Enter this thread's routing mode (shared by policies and observers), counting its users."""
     _stack()
+    _load_registry()
     if _state.users == 0:
         _state.mode = _PolicyMode()
         _state.mode.__enter__()
@@ -213,17 +222,17 @@ class _PolicyMode(TorchFunctionMode):
     policy: kink_policy | None = None
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        route = _routes().get(func)
+        route = _ROUTES.get(func)
         policy = self.policy
+        if route is None and (policy is None or not policy.strict):
+            return func(*args, **kwargs) if kwargs else func(*args)  # every other call: as fast as can be
         if policy is not None and policy.strict:
             taken = policy.intercept(func, args, kwargs or {})
             if taken is not NotImplemented:
                 return taken
-        if route is None:  # the common case: every other torch call of the model and optimizer
-            if policy is not None and policy.strict:
-                _refuse_unsupported(func, args, kwargs or {})
-                return policy.call(func, args, kwargs or {})
-            return func(*args, **(kwargs or {}))
+        if route is None:  # (a strict policy's: certification checks and may re-run every call)
+            _refuse_unsupported(func, args, kwargs or {})
+            return policy.call(func, args, kwargs or {})  # type: ignore[union-attr]
         kwargs = kwargs or {}
         if "out" in kwargs or (not torch.compiler.is_compiling() and _inside_kinkgrad_op()):
             return func(*args, **kwargs)
@@ -240,7 +249,7 @@ def _inside_kinkgrad_op() -> bool:
     for _ in range(4):
         if frame is None:
             return False
-        if frame.f_globals.get("__name__", "").startswith("kinkgrad.ops."):
+        if id(frame.f_globals) in _OPS_NAMESPACES:
             return True
         frame = frame.f_back
     return False

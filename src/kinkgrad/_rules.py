@@ -57,6 +57,8 @@ class KinkWarning(UserWarning):
 
 def check_lambda(at_kink: object, arg: str = "at_kink") -> float | Tensor:
     """Validate an elementwise kink choice ``λ``; return it as a float or floating tensor."""
+    if type(at_kink) is float and 0.0 <= at_kink <= 1.0:
+        return at_kink  # the common case, checked on every op call: no slower checks needed
     if isinstance(at_kink, Chooser):
         return at_kink  # type: ignore[return-value]
     if isinstance(at_kink, Tensor):

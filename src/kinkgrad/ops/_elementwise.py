@@ -214,12 +214,12 @@ def _add_at_kinks(out: Tensor, grad: Tensor, mask: Tensor, slope: float, create:
         return out.addcmul_(grad, bits, value=slope)
     grad = grad.expand_as(out)
     if out.is_contiguous() and grad.is_contiguous() and bits.is_contiguous() and bits.shape == out.shape:
-        slices = zip(out.view(-1).split(_SLICE), grad.view(-1).split(_SLICE), bits.view(-1).split(_SLICE))
+        flat = (out.view(-1), grad.view(-1), bits.view(-1))
+        slices = [t.split(_SLICE) for t in flat]
     else:
         rows = max(1, out.shape[0] * _SLICE // out.numel())
-        slices = zip(out.split(rows), grad.split(rows), bits.expand_as(out).split(rows))
-    for o, g, b in slices:
-        o.addcmul_(g, b, value=slope)
+        slices = [t.split(rows) for t in (out, grad, bits.expand_as(out))]
+    torch._foreach_addcmul_(*slices, value=slope)  # one call: the slices' loop runs in C++
     return out
 
 
