@@ -214,12 +214,11 @@ def _add_at_kinks(out: Tensor, grad: Tensor, mask: Tensor, slope: float, create:
         return out.addcmul_(grad, bits, value=slope)
     grad = grad.expand_as(out)
     if out.is_contiguous() and grad.is_contiguous() and bits.is_contiguous() and bits.shape == out.shape:
-        flat = (out.view(-1), grad.view(-1), bits.view(-1))
-        slices = [t.split(_SLICE) for t in flat]
+        o, g, b = (t.view(-1).split(_SLICE) for t in (out, grad, bits))
     else:
         rows = max(1, out.shape[0] * _SLICE // out.numel())
-        slices = [t.split(rows) for t in (out, grad, bits.expand_as(out))]
-    torch._foreach_addcmul_(*slices, value=slope)  # one call: the slices' loop runs in C++
+        o, g, b = (t.split(rows) for t in (out, grad, bits.expand_as(out)))
+    torch._foreach_addcmul_(o, g, b, value=slope)  # one call: the loop over slices runs in C++
     return out
 
 
