@@ -243,20 +243,18 @@ class KinkMonitor:
         self._step = 0
         self._tallies: dict[Key, _Tally] = {}
         self._lock = threading.Lock()  # backward hooks may run on autograd's worker threads
-        self._modules: list[str] = []  # paths of the modules whose forward is running (innermost last)
-        self._leaf: dict[str, bool] = {}
-        self._handles: list[Any] = []
+        self._paths: dict[int, tuple[nn.Module, str, bool]] = {}  # id -> (module, path, is a leaf)
         self._contexts: list[Any] = []
         self._outer: list[Observer | None] = []
 
     # ---- context manager ----
 
     def __enter__(self) -> KinkMonitor:
-        if self.model is not None and not self._handles:
-            for path, module in self.model.named_modules():
-                self._leaf[path] = next(iter(module.children()), None) is None
-                self._handles.append(module.register_forward_pre_hook(self._push(path)))
-                self._handles.append(module.register_forward_hook(self._pop, always_call=True))
+        if self.model is not None and not self._contexts:  # (the model's structure may have changed)
+            self._paths = {
+                id(module): (module, path, next(iter(module.children()), None) is None)
+                for path, module in self.model.named_modules()
+            }
         self._outer.append(active_observer())
         context = observing(self)
         context.__enter__()
@@ -268,35 +266,37 @@ class KinkMonitor:
     ) -> None:
         context = self._contexts.pop()
         self._outer.pop()
-        try:
-            context.__exit__(kind, error, trace)
-        finally:
-            if not self._contexts:
-                for handle in self._handles:
-                    handle.remove()
-                self._handles.clear()
-                self._modules.clear()
-
-    def _push(self, path: str) -> Callable[..., None]:
-        def hook(module: nn.Module, args: Any) -> None:
-            self._modules.append(path)
-
-        return hook
-
-    def _pop(self, module: nn.Module, args: Any, output: Any) -> None:
-        if self._modules:
-            self._modules.pop()
+        context.__exit__(kind, error, trace)
 
     # ---- counting ----
 
+    def _module(self, frame: FrameType | None) -> tuple[str, bool] | None:
+        """``(path, is a leaf)`` of the innermost module of the model whose call is on the stack.
+
+        Every module call runs ``Module._call_impl(self, ...)`` and then ``forward(self, ...)``, so the
+        stack itself says which modules are running: no hooks on the model, which would cost every
+        module call (and their registration every ``with monitor:``) rather than only kink-op calls.
+        """
+        while frame is not None:
+            code = frame.f_code
+            if code.co_argcount and code.co_varnames[0] == "self":
+                this = frame.f_locals.get("self")
+                entry = self._paths.get(id(this))
+                if entry is not None and entry[0] is this:
+                    return entry[1], entry[2]
+            frame = frame.f_back
+        return None
+
     def _site(self) -> str:
-        if self._modules:
-            path = self._modules[-1]
-            if self._leaf.get(path, False):
-                return path
-            where = _location(sys._getframe(2))
-            return f"{path} @ {where}" if path else where
-        return _location(sys._getframe(2))
+        caller = sys._getframe(2)
+        running = self._module(caller) if self._paths else None
+        if running is None:
+            return _location(caller)
+        path, leaf = running
+        if leaf:
+            return path
+        where = _location(caller)
+        return f"{path} @ {where}" if path else where
 
     def report(self, op: str, output: Tensor, kinks: Tensor, offset: Tensor | None) -> None:
         """Count one op call (called by the ops through :mod:`kinkgrad._observe`)."""

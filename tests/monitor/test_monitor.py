@@ -324,3 +324,30 @@ def test_byte_count_of_masks_of_any_size_and_alignment(start: int, size: int) ->
     strided = mask[start::2]
     assert _count(strided) == int(strided.sum())
     assert _count(torch.ones(size, dtype=torch.bool)) == size
+
+
+def test_sites_come_from_the_stack_without_hooks_on_the_model() -> None:
+    class Outside(nn.Module):  # not part of the watched model: its frames are skipped
+        def forward(self, x: Tensor) -> Tensor:
+            return torch.relu(x)
+
+    class Inner(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.helpers = [Outside()]  # (in a list: not a registered submodule)
+            self.scale = nn.Identity()  # (a registered one: Inner is not a leaf)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.helpers[0](self.scale(x)) + 1.0
+
+    model = nn.Sequential(nn.Identity(), Inner(), nn.ReLU())
+    model[2].forward = lambda x: torch.relu(x - 1.0)  # type: ignore[method-assign]  # an instance's own forward
+    with KinkMonitor(model) as monitor:
+        assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+        model(torch.tensor([0.0, -1.0, 2.0]))
+        torch.relu(torch.zeros(2))  # outside every module: the calling line
+    sites = [r.site for r in monitor.summary()]
+    assert sites[0].startswith("1 @ ") and "test_monitor.py" in sites[0]  # Inner is not a leaf
+    assert sites[1] == "2"  # found through Module._call_impl even with a replaced forward
+    assert sites[2].rsplit(":", 1)[0].endswith("test_monitor.py") and " @ " not in sites[2]
+    assert [r.exact_kinks for r in monitor.summary()] == [1, 2, 2]  # relu of [0, -1, 2], [0, 0, 2], [0, 0]
