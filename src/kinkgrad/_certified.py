@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from kinkgrad._policy import kink_policy
 from kinkgrad._rules import Chooser
+from kinkgrad._scratch import scratch
 from kinkgrad.ops._pooling import _not_max, _strided
 
 
@@ -890,13 +891,13 @@ class _FastPass:
 
     def _relu(self, x: Tensor) -> Tensor:
         with torch._C.DisableTorchFunction():
-            nonzero = x.bool()
+            nonzero = scratch(x, torch.bool).copy_(x)  # (a reused buffer: no kink allocates nothing)
             if bool(nonzero.view(torch.uint8).amin()):
                 out = torch.relu(x)
                 self.calm[id(out)] = out
                 return out
             own = None if self.bias_direction is None else _own_bias_tangent(x, self.bias_direction)
-            site = _ReluSite(len(self.sites), nonzero.logical_not_(), _after_bias(x), own)
+            site = _ReluSite(len(self.sites), torch.logical_not(nonzero), _after_bias(x), own)
             out = _TieRelu.apply(x, site)
             site.out, site.node = out.detach(), out.grad_fn  # (detached: no reference cycle)
         self.sites.append(site)

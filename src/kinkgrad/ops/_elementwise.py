@@ -21,6 +21,7 @@ from kinkgrad._autodiff import Trace, any_true, needs_rule, signed_zero, straigh
 from kinkgrad._observe import active_observer, silenced
 from kinkgrad._policy import from_policy
 from kinkgrad._rules import Chooser, check_lambda
+from kinkgrad._scratch import scratch
 
 __all__ = [
     "abs",
@@ -140,13 +141,14 @@ def _kink_masks(x: Tensor, kinks: Sequence[Kink], mode: Trace, every: bool = Fal
 
 
 def _hit_mask(x: Tensor, point: float) -> Tensor | None:
-    """The mask ``x == point`` if some element is at ``point``, else ``None`` (no temporary larger than
-    a byte per element; at 0 the mask of nonzeros decides first, then is negated in place)."""
+    """The mask ``x == point`` if some element is at ``point``, else ``None`` (eager only). At 0 the mask
+    of nonzeros decides first, written into a reused buffer (:func:`~kinkgrad._scratch.scratch`: the
+    usual answer, no kink, then allocates nothing), and is negated into a new mask only when needed."""
     if x.numel() == 0:
         return None
     if point == 0:
-        nonzero = x.bool()
-        return None if bool(nonzero.view(torch.uint8).amin()) else nonzero.logical_not_()
+        nonzero = scratch(x, torch.bool).copy_(x)  # (NaN counts as nonzero, as in x != 0)
+        return None if bool(nonzero.view(torch.uint8).amin()) else torch.logical_not(nonzero)
     mask = x == point
     return mask if any_true(mask) else None
 
