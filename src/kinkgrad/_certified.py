@@ -766,14 +766,17 @@ class _TiePool(torch.autograd.Function):
         ctx.kinkgrad_site, ctx.kernel = site, kernel
         site.indices = ctx.kinkgrad_indices = indices
         ctx.mark_non_differentiable(indices)
+        ctx.set_materialize_grads(False)  # (no zero-filled gradient for the indices output)
         return value, indices
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor, _: Any) -> tuple[Tensor, None, None]:
+    def backward(ctx: Any, grad: Tensor | None, _: Any) -> tuple[Tensor | None, None, None]:
         (x,) = ctx.saved_tensors
         k = list(ctx.kernel)
         indices = ctx.kinkgrad_indices
         ctx.kinkgrad_indices = None  # freed now, as autograd frees saved tensors (single use)
+        if grad is None:
+            return None, None, None
         return (
             torch.ops.aten.max_pool2d_with_indices_backward(grad, x, k, k, [0, 0], [1, 1], False, indices),
             None,
@@ -781,26 +784,25 @@ class _TiePool(torch.autograd.Function):
         )
 
 
-def _pair_ties(x: Tensor, value: Tensor) -> Tensor:
-    """2x2 windows (stride 2, ``x`` contiguous with even height and width): a float tensor shaped like
-    ``value``, exactly 0 where the window's maximum is attained twice or more. The second largest entry
-    of a window is ``max(min(m0, m1), max(e0, e1))`` with ``m``/``e`` the max/min of its two vertical
-    pairs; elementwise ops on contiguous halves only (strided window views are slow on CPU)."""
+def _pair_untied(x: Tensor, value: Tensor) -> Tensor:
+    """2x2 windows (stride 2, ``x`` contiguous with even height and width): a bool tensor shaped like
+    ``value``, ``False`` exactly where the window's maximum is attained twice or more. The second largest
+    entry of a window is ``max(min(m0, m1), max(e0, e1))`` with ``m``/``e`` the max/min of its two
+    vertical pairs, and ``value - second`` is 0 exactly at ties (NaN windows count as untied);
+    elementwise ops on contiguous halves only (strided window views are slow on CPU), in chunks that
+    stay in cache (the passes are memory-bound)."""
     n, c, h, w = x.shape
     per_sample = x[0].numel() * x.element_size()
     step = max(1, _CHUNK_BYTES // max(per_sample, 1))
-    if step < n:  # in chunks that stay in cache (the passes are memory-bound)
-        out = torch.empty_like(value)
-        for start in range(0, n, step):
-            out[start : start + step] = _pair_ties(x[start : start + step], value[start : start + step])
-        return out
-    rows = x.view(n, c, h // 2, 2, w)
-    top, bottom = rows[:, :, :, 0], rows[:, :, :, 1]
-    m, e = torch.maximum(top, bottom), torch.minimum(top, bottom)
-    second = torch.maximum(
-        torch.minimum(m[..., 0::2], m[..., 1::2]), torch.maximum(e[..., 0::2], e[..., 1::2])
-    )
-    return value - second
+    untied = torch.empty_like(value, dtype=torch.bool)
+    for start in range(0, n, step):
+        rows = x[start : start + step].view(-1, c, h // 2, 2, w)
+        top, bottom = rows[:, :, :, 0], rows[:, :, :, 1]
+        m, e = torch.maximum(top, bottom), torch.minimum(top, bottom)
+        second = torch.minimum(m[..., 0::2], m[..., 1::2])
+        torch.maximum(second, torch.maximum(e[..., 0::2], e[..., 1::2]), out=second)
+        untied[start : start + step].copy_(torch.sub(value[start : start + step], second, out=second))
+    return untied
 
 
 _CHUNK_BYTES = 1 << 21  # bytes of input per chunk of the 2x2 tie check
@@ -912,7 +914,7 @@ class _FastPass:
             v = value.detach()
             xd = x.detach()
             if kernel == (2, 2) and xd.is_contiguous() and xd.shape[-2] % 2 == 0 and xd.shape[-1] % 2 == 0:
-                untied = _pair_ties(xd, v).bool()
+                untied = _pair_untied(xd, v)
             else:
                 untied = _window_untied(xd, v, kernel)
             if not bool(untied.view(torch.uint8).amin()):

@@ -122,18 +122,19 @@ def clarke_grad_(fn: Any, w: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tenso
 
 
 @pytest.mark.parametrize("chunk", [1 << 40, 1])
-def test_pair_ties_finds_exactly_the_tied_windows(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """0 exactly where a 2x2 window's maximum is attained twice or more (whole or in chunks)."""
+def test_pair_untied_finds_exactly_the_tied_windows(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """False exactly where a 2x2 window's maximum is attained twice or more (whole or in chunks)."""
     monkeypatch.setattr(certified, "_CHUNK_BYTES", chunk)
     g = torch.Generator().manual_seed(0)
     x = torch.relu(torch.round(torch.randn(5, 3, 8, 6, generator=g) * 2) / 2)
     x[0, 0, 0, :2] = torch.inf
     x[1, 1, 2, 0] = torch.nan
+    x[2, 0, :2, :2] = torch.tensor([[-0.0, 0.0], [-1.0, -0.0]])  # a tie of +0 and -0
+    x[2, 1, :2, :2] = torch.tensor([[-0.0, -1.0], [-2.0, -3.0]])  # no tie at -0
     value = F.max_pool2d(x, 2)
     windows = x.unfold(2, 2, 2).unfold(3, 2, 2).reshape(*value.shape, 4)
     expected = ((windows == value[..., None]) & torch.isfinite(windows)).sum(-1) > 1
-    gap = certified._pair_ties(x, value)
-    assert torch.equal(~gap.bool(), expected)
+    assert torch.equal(~certified._pair_untied(x, value), expected)
 
 
 @pytest.mark.parametrize("kernel", [(3, 3), (2, 3), (1, 2), (2, 2)])
