@@ -281,3 +281,32 @@ def test_eager_rule_on_tensors_larger_than_a_slice(shape: tuple[int, ...], upstr
     seen = x.detach()
     expected = torch.where(seen > 0, upstream, torch.where(seen == 0, 0.25 * upstream, 0.0))
     assert x.grad is not None and torch.equal(x.grad, expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("point", [0.0, 6.0, -1.0, 0.0625, -3.0, 0.01, 1e-30])
+@pytest.mark.parametrize("flush_denormal", [False, True])
+def test_kink_masks_without_comparisons_equal_the_comparison(
+    dtype: torch.dtype, point: float, flush_denormal: bool
+) -> None:
+    """The eager kink masks (a cast of ``x`` or of ``x - point``, or a comparison near 0) are exactly
+    ``x == point``: at the point, at its neighbouring values, at ±0, subnormals, ±inf and NaN; also with
+    denormals flushed, where PyTorch's own ``==`` reads subnormal inputs as 0."""
+    from kinkgrad.ops._elementwise import _at, _hit_mask
+
+    p = torch.tensor(point, dtype=dtype)
+    inf = torch.tensor(torch.inf, dtype=dtype)
+    tiny = torch.finfo(dtype).tiny
+    values = [p, torch.nextafter(p, inf), torch.nextafter(p, -inf), -p, p * 2]
+    special = (0.0, -0.0, tiny, tiny / 4, -tiny / 4, torch.inf, -torch.inf, torch.nan)
+    values += [torch.tensor(v, dtype=dtype) for v in special]
+    x = torch.stack(values).repeat(40_000)  # large enough for every path
+    torch.set_flush_denormal(flush_denormal)
+    try:
+        expected = x == point
+        assert torch.equal(_at(x, point), expected)
+        hit = _hit_mask(x, point)
+        assert hit is not None and torch.equal(hit, expected)
+        assert _hit_mask(x[~expected], point) is None
+    finally:
+        torch.set_flush_denormal(False)

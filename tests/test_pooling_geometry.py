@@ -112,3 +112,15 @@ def test_eager_pool_rule_backward_is_differentiable(rule: str) -> None:
             chosen = tied if rule == "split" else tied[-1:]
             want[lead + o] = sum(float(c[lead + cell]) for cell in chosen) / len(chosen)
     torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "size"),  # (byte counts serve windows of fewer than 256 positions; _not_max widens beyond)
+    [(torch.uint8, s) for s in (1, 2, 4, 9, 27, 255)] + [(torch.int32, s) for s in (1, 4, 255, 300)],
+)
+def test_tied_counts_match_the_comparison(dtype: torch.dtype, size: int) -> None:
+    """``_tied`` (integer arithmetic) is ``count < size - 1`` for every possible count."""
+    from kinkgrad.ops._pooling import _tied
+
+    count = torch.arange(size + 1).to(dtype).repeat(3)
+    assert torch.equal(_tied(count, size), count < size - 1)

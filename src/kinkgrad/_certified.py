@@ -50,7 +50,7 @@ from torch import Tensor, nn
 from kinkgrad._policy import kink_policy
 from kinkgrad._rules import Chooser
 from kinkgrad._scratch import scratch
-from kinkgrad.ops._pooling import _not_max, _strided
+from kinkgrad.ops._pooling import _not_max, _strided, _tied
 
 
 class UnsupportedKinkError(RuntimeError):
@@ -813,7 +813,7 @@ def _window_untied(x: Tensor, value: Tensor, kernel: tuple[int, int]) -> Tensor:
     attained only once (the max-pool ops' own per-position count, :func:`kinkgrad.ops._pooling._not_max`)."""
     views = _strided(2, kernel, kernel, (0, 0), (1, 1), value.shape[-2:])(x, -math.inf)
     count, _ = _not_max(views, value, reuse=True)
-    return count >= len(views) - 1
+    return _tied(count, len(views)).logical_not_()
 
 
 def _pool_args(func: Any, args: Any, kwargs: Any) -> tuple[Tensor, tuple[int, int], bool] | None:

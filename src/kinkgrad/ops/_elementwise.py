@@ -92,8 +92,9 @@ def _apply(
     mask = masks[0]
     for m in masks[1:]:
         mask = mask | m
-    # without an observer the masks only come back when a kink is hit (or a transform is tracing)
-    hit = needs_rule(mode, mask) if watch is not None else True
+    # without an observer the masks only come back when a kink is hit (or a transform is tracing);
+    # without a choice (an observer alone) nothing depends on it
+    hit = lam is not None and (watch is None or needs_rule(mode, mask))
     if isinstance(lam, Chooser) and hit:
         lam = lam.lambdas(name, x, mask)
     if lam is not None and hit and mode is Trace.EAGER and pure and isinstance(lam, float):
@@ -118,10 +119,29 @@ def _apply(
     return out
 
 
+_BY_SUBTRACTION = 2.0**-4
+"""Kink points at least this far from 0 are found by subtraction: for such a ``point``, ``x - point`` is
+exactly 0 only where ``x == point`` (the nearest other value of any floating dtype is then a normal
+number away, so not even flushed denormals make it 0)."""
+
+
+def _differs(x: Tensor, point: float, reuse: bool = False) -> Tensor | None:
+    """The boolean mask ``x != point`` (true at NaN) without a comparison kernel, several times slower
+    on CPU than a subtraction and a float-to-bool cast; ``None`` for points too close to 0 but not 0
+    (compare those). With ``reuse`` it is written into a reused buffer (consume it before the next).
+    """
+    seen = x.detach()
+    if point != 0:
+        if -_BY_SUBTRACTION < point < _BY_SUBTRACTION:  # (this module defines its own abs)
+            return None
+        seen = torch.sub(seen, point, out=scratch(seen)) if reuse else seen - point
+    return scratch(x, torch.bool).copy_(seen) if reuse else seen.bool()
+
+
 def _at(x: Tensor, point: float) -> Tensor:
-    """The boolean mask ``x == point``. At 0 it is ``~x.bool()``: on CPU a float-to-bool cast is several
-    times faster than a comparison kernel (and, like ``==``, true at ±0 and false at NaN)."""
-    return x.bool().logical_not_() if point == 0 else x == point
+    """The boolean mask ``x == point`` (eager): the negated :func:`_differs`, or a comparison."""
+    differs = _differs(x, point)
+    return x == point if differs is None else differs.logical_not_()
 
 
 def _kink_masks(x: Tensor, kinks: Sequence[Kink], mode: Trace, every: bool = False) -> list[Tensor] | None:
@@ -141,16 +161,16 @@ def _kink_masks(x: Tensor, kinks: Sequence[Kink], mode: Trace, every: bool = Fal
 
 
 def _hit_mask(x: Tensor, point: float) -> Tensor | None:
-    """The mask ``x == point`` if some element is at ``point``, else ``None`` (eager only). At 0 the mask
-    of nonzeros decides first, written into a reused buffer (:func:`~kinkgrad._scratch.scratch`: the
-    usual answer, no kink, then allocates nothing), and is negated into a new mask only when needed."""
+    """The mask ``x == point`` if some element is at ``point``, else ``None`` (eager only). The mask of
+    :func:`_differs` decides first, written into a reused buffer (:func:`~kinkgrad._scratch.scratch`:
+    the usual answer, no kink, then allocates nothing), and is negated into a new mask only when needed."""
     if x.numel() == 0:
         return None
-    if point == 0:
-        nonzero = scratch(x, torch.bool).copy_(x)  # (NaN counts as nonzero, as in x != 0)
-        return None if bool(nonzero.view(torch.uint8).amin()) else torch.logical_not(nonzero)
-    mask = x == point
-    return mask if any_true(mask) else None
+    differs = _differs(x, point, reuse=True)
+    if differs is None:
+        mask = x == point
+        return mask if any_true(mask) else None
+    return None if bool(differs.view(torch.uint8).amin()) else torch.logical_not(differs)
 
 
 class _EagerRule(torch.autograd.Function):

@@ -95,7 +95,7 @@ def _resolve(name: str, input: Tensor, value: Tensor, windows: Windows, at_kink:
         return value if rule in (None, "first") else _surrogate(name, input, value, views, windows, rule)
     eager = _eager_rule(rule, mode, input, value, views)
     count, others = _not_max(views, value, positions=eager, reuse=mode is not Trace.ALWAYS)
-    hit = count < len(views) - 1
+    hit = _tied(count, len(views))
     out = value
     # "first" is PyTorch's own choice (the first maximum in window order; non-finite windows as
     # PyTorch has them): its own derivatives, under every transform, already take it
@@ -224,6 +224,14 @@ def _not_max(
         count = other if count is None else count.add_(other)
     assert count is not None
     return count, bits
+
+
+def _tied(count: Tensor, size: int) -> Tensor:
+    """``count < size - 1`` for the per-window counts of :func:`_not_max` (at most ``size``): windows whose
+    maximum is attained twice or more. As ``(size - 1 - min(count, size - 1)).bool()``: three integer
+    passes, many times cheaper on CPU than one comparison kernel."""
+    top = size - 1
+    return torch.rsub(count.clamp(max=top), top).bool()
 
 
 def _gathered(tables: Sequence[tuple[Tensor, Tensor]]) -> Windows:
