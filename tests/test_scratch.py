@@ -22,10 +22,24 @@ def test_scratch_is_shaped_like_its_argument_and_reused() -> None:
 
 def test_large_buffers_serve_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_scratch, "KEEP_BYTES", 64)
-    monkeypatch.setattr(_scratch._local, "buffers", {}, raising=False)
+    monkeypatch.setattr(_scratch._local, "pools", {}, raising=False)
     big = torch.zeros(100)
     a, b = scratch(big), scratch(big)  # 400 bytes: each call gets its own (a is still alive here)
     assert a.untyped_storage().data_ptr() != b.untyped_storage().data_ptr()
     small = torch.zeros(8)  # 32 bytes: kept
     c, d = scratch(small), scratch(small)
     assert c.untyped_storage().data_ptr() == d.untyped_storage().data_ptr()
+
+
+def test_views_by_shape_follow_the_buffer_as_it_grows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_scratch._local, "pools", {}, raising=False)
+    small = scratch(torch.zeros(2, 3))
+    assert scratch(torch.ones(2, 3)) is small  # the same shape again: the same view, no tensor op
+    big = scratch(torch.zeros(50))
+    again = scratch(torch.zeros(2, 3))  # now a view of the grown buffer
+    assert again.shape == (2, 3)
+    assert again.untyped_storage().data_ptr() == big.untyped_storage().data_ptr()
+    assert again.untyped_storage().data_ptr() != small.untyped_storage().data_ptr()
+    for n in range(1, 2 * _scratch._MAX_VIEWS):  # many shapes: the remembered views are bounded
+        assert scratch(torch.zeros(n % 50 + 1, 1)).shape == (n % 50 + 1, 1)
+    assert len(_scratch._local.pools[(torch.float32, torch.device("cpu"))].views) <= _scratch._MAX_VIEWS

@@ -2,7 +2,9 @@
 
 On the CPU a fresh large allocation is served by new pages of memory, and touching them costs more than
 the pass itself; so these passes write into per-thread buffers reused from call to call. A buffer up to
-:data:`KEEP_BYTES` stays for the next call; a larger one serves a single call.
+:data:`KEEP_BYTES` stays for the next call; a larger one serves a single call. The views handed out
+are remembered by shape, so that a pass repeated every step with the same shapes costs no tensor
+operation to get its buffer.
 """
 
 from __future__ import annotations
@@ -28,11 +30,36 @@ def scratch(like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
         torch.Size([3, 4])
     """
     dtype = like.dtype if dtype is None else dtype
-    buffers: dict[tuple[torch.dtype, torch.device], Tensor] = _local.__dict__.setdefault("buffers", {})
-    key = (dtype, like.device)
-    buffer = buffers.get(key)
-    if buffer is None or buffer.numel() < like.numel():
-        buffer = torch.empty(like.numel(), dtype=dtype, device=like.device)
-        if buffer.numel() * buffer.element_size() <= KEEP_BYTES:
-            buffers[key] = buffer
-    return buffer[: like.numel()].view(like.shape)
+    shape, device = like.shape, like.device
+    try:
+        pools: dict[tuple[torch.dtype, torch.device], _Pool] = _local.pools
+    except AttributeError:
+        pools = _local.pools = {}
+    pool = pools.get((dtype, device))
+    if pool is not None:
+        view = pool.views.get(shape)
+        if view is not None:  # the common case: the same shapes every step, no tensor op at all
+            return view
+    n = shape.numel()
+    if pool is None or pool.buffer.numel() < n:
+        buffer = torch.empty(n, dtype=dtype, device=device)
+        if n * buffer.element_size() > KEEP_BYTES:
+            return buffer.view(shape)
+        pool = pools[(dtype, device)] = _Pool(buffer)
+    if len(pool.views) >= _MAX_VIEWS:
+        pool.views.clear()
+    view = pool.views[shape] = pool.buffer[:n].view(shape)
+    return view
+
+
+class _Pool:
+    """One thread's buffer of one dtype and device, with its views by shape."""
+
+    __slots__ = ("buffer", "views")
+
+    def __init__(self, buffer: Tensor) -> None:
+        self.buffer = buffer
+        self.views: dict[torch.Size, Tensor] = {}
+
+
+_MAX_VIEWS = 64  # shapes remembered per buffer (a model has few; the dict is cleared beyond)
