@@ -50,7 +50,7 @@ from torch import Tensor, nn
 from kinkgrad._policy import kink_policy
 from kinkgrad._rules import Chooser
 from kinkgrad._scratch import scratch
-from kinkgrad.ops._pooling import _not_max, _strided, _tied
+from kinkgrad.ops._pooling import _pair_untied, _window_untied
 
 
 class UnsupportedKinkError(RuntimeError):
@@ -782,38 +782,6 @@ class _TiePool(torch.autograd.Function):
             None,
             None,
         )
-
-
-def _pair_untied(x: Tensor, value: Tensor) -> Tensor:
-    """2x2 windows (stride 2, ``x`` contiguous with even height and width): a bool tensor shaped like
-    ``value``, ``False`` exactly where the window's maximum is attained twice or more. The second largest
-    entry of a window is ``max(min(m0, m1), max(e0, e1))`` with ``m``/``e`` the max/min of its two
-    vertical pairs, and ``value - second`` is 0 exactly at ties (NaN windows count as untied);
-    elementwise ops on contiguous halves only (strided window views are slow on CPU), in chunks that
-    stay in cache (the passes are memory-bound)."""
-    n, c, h, w = x.shape
-    per_sample = x[0].numel() * x.element_size()
-    step = max(1, _CHUNK_BYTES // max(per_sample, 1))
-    untied = torch.empty_like(value, dtype=torch.bool)
-    for start in range(0, n, step):
-        rows = x[start : start + step].view(-1, c, h // 2, 2, w)
-        top, bottom = rows[:, :, :, 0], rows[:, :, :, 1]
-        m, e = torch.maximum(top, bottom), torch.minimum(top, bottom)
-        second = torch.minimum(m[..., 0::2], m[..., 1::2])
-        torch.maximum(second, torch.maximum(e[..., 0::2], e[..., 1::2]), out=second)
-        untied[start : start + step].copy_(torch.sub(value[start : start + step], second, out=second))
-    return untied
-
-
-_CHUNK_BYTES = 1 << 21  # bytes of input per chunk of the 2x2 tie check
-
-
-def _window_untied(x: Tensor, value: Tensor, kernel: tuple[int, int]) -> Tensor:
-    """Any non-overlapping windows (stride = kernel, no padding): ``True`` where a window's maximum is
-    attained only once (the max-pool ops' own per-position count, :func:`kinkgrad.ops._pooling._not_max`)."""
-    views = _strided(2, kernel, kernel, (0, 0), (1, 1), value.shape[-2:])(x, -math.inf)
-    count, _ = _not_max(views, value, reuse=True)
-    return _tied(count, len(views)).logical_not_()
 
 
 def _pool_args(func: Any, args: Any, kwargs: Any) -> tuple[Tensor, tuple[int, int], bool] | None:
