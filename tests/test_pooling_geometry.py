@@ -127,34 +127,19 @@ def test_tied_counts_match_the_comparison(dtype: torch.dtype, size: int) -> None
     assert torch.equal(_tied(count, size), count < size - 1)
 
 
-@pytest.mark.parametrize("chunk", [1 << 40, 1])
-def test_pair_untied_finds_exactly_the_tied_windows(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """False exactly where a 2x2 window's maximum is attained twice or more (whole or in chunks)."""
-    monkeypatch.setattr(_pooling, "_CHUNK_BYTES", chunk)
-    g = torch.Generator().manual_seed(0)
-    x = torch.relu(torch.round(torch.randn(5, 3, 8, 6, generator=g) * 2) / 2)
-    x[0, 0, 0, :2] = torch.inf
-    x[1, 1, 2, 0] = torch.nan
-    x[2, 0, :2, :2] = torch.tensor([[-0.0, 0.0], [-1.0, -0.0]])  # a tie of +0 and -0
-    x[2, 1, :2, :2] = torch.tensor([[-0.0, -1.0], [-2.0, -3.0]])  # no tie at -0
-    value = F.max_pool2d(x, 2)
-    windows = x.unfold(2, 2, 2).unfold(3, 2, 2).reshape(*value.shape, 4)
-    expected = ((windows == value[..., None]) & torch.isfinite(windows)).sum(-1) > 1
-    assert torch.equal(~_pooling._pair_untied(x, value), expected)
-    assert torch.equal(~_pooling._pair_untied(x[0], value[0]), expected[0])  # 3-D: (C, H, W)
-
-
 @pytest.mark.parametrize("kernel", [(3, 3), (2, 3), (1, 2), (2, 2)])
-def test_window_untied_finds_exactly_the_untied_windows(kernel: tuple[int, int]) -> None:
-    """Any non-overlapping kernel, sizes that leave rows and columns out, a non-contiguous input, inf and
-    NaN: ``True`` exactly where no other entry equals the window's finite maximum."""
+def test_window_ties_finds_exactly_the_tied_windows(kernel: tuple[int, int]) -> None:
+    """Any non-overlapping kernel, sizes that leave rows and columns out, a non-contiguous input, inf,
+    NaN and a tie of +0 with -0: ``True`` exactly where two entries equal the window's finite maximum."""
     g = torch.Generator().manual_seed(sum(kernel))
     x = torch.relu(torch.round(torch.randn(3, 7, 8, 4, generator=g) * 2) / 2).transpose(1, 3)  # [3, 4, 8, 7]
     x[0, 0, 0, :2] = torch.inf
     x[1, 1, 2, 0] = torch.nan
+    x[2, 0, :3, :3] = torch.tensor([[-0.0, 0.0, -1.0], [-1.0, -0.0, -2.0], [-3.0, -4.0, -5.0]])
+    x[2, 1, :3, :3] = -torch.arange(9.0).view(3, 3)  # -0 alone at the top of every window there
     value = F.max_pool2d(x, kernel)
     kh, kw = kernel
     windows = x[..., : value.shape[-2] * kh, : value.shape[-1] * kw].unfold(2, kh, kh).unfold(3, kw, kw)
-    expected = ((windows == value[..., None, None]) & torch.isfinite(windows)).sum((-1, -2)) <= 1
-    assert torch.equal(_pooling._window_untied(x, value, kernel), expected)
+    expected = ((windows == value[..., None, None]) & torch.isfinite(windows)).sum((-1, -2)) > 1
+    assert torch.equal(_pooling._window_ties(x, value, kernel), expected)
     assert 0 < int(expected.sum()) < expected.numel()

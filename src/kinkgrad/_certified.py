@@ -50,7 +50,7 @@ from torch import Tensor, nn
 from kinkgrad._policy import kink_policy
 from kinkgrad._rules import Chooser
 from kinkgrad._scratch import scratch
-from kinkgrad.ops._pooling import _pair_untied, _window_untied
+from kinkgrad.ops._pooling import _window_ties
 
 
 class UnsupportedKinkError(RuntimeError):
@@ -880,14 +880,9 @@ class _FastPass:
             value, indices = _TiePool.apply(x, site, kernel)
             site.value, site.node = value.detach(), value.grad_fn
             v = value.detach()
-            xd = x.detach()
-            if kernel == (2, 2) and xd.is_contiguous() and xd.shape[-2] % 2 == 0 and xd.shape[-1] % 2 == 0:
-                untied = _pair_untied(xd, v)
-            else:
-                untied = _window_untied(xd, v, kernel)
-            if not bool(untied.view(torch.uint8).amin()):
-                site.tied = untied.logical_not_()
-                site.need = site.tied
+            tied = _window_ties(x.detach(), v, kernel)
+            if bool(tied.view(torch.uint8).amax()):
+                site.tied = site.need = tied
                 if self.calm.get(id(x)) is x:  # zeros of a relu whose input is never 0: locally constant
                     site.need = site.tied & v.bool()
                 site.done = not bool(site.need.view(torch.uint8).amax())

@@ -84,11 +84,7 @@ position in window order, each shaped like the output (strided slices of ``t`` w
 allows), entries outside the input filled with ``fill``."""
 
 
-def _resolve(
-    name: str, input: Tensor, value: Tensor, windows: Windows, at_kink: Any, pairs: bool = False
-) -> Tensor:
-    """``value`` with the tie rule applied and the call reported (``pairs``: the windows are 2x2 with
-    stride 2 and no padding over even dims, which :func:`_pair_untied` checks faster)."""
+def _resolve(name: str, input: Tensor, value: Tensor, windows: Windows, at_kink: Any) -> Tensor:
     watch = active_observer()
     rule = None if at_kink is None else check_tie_rule(at_kink)
     mode = trace_mode(input)
@@ -98,11 +94,8 @@ def _resolve(
     if mode is Trace.ALWAYS and watch is None:  # a transform builds the rule everywhere: no need to look
         return value if rule in (None, "first") else _surrogate(name, input, value, views, windows, rule)
     eager = _eager_rule(rule, mode, input, value, views)
-    if pairs and not eager and mode is not Trace.ALWAYS and input.is_contiguous():
-        hit = _pair_untied(input.detach(), value.detach()).logical_not_()  # (no positions needed)
-    else:
-        count, others = _not_max(views, value, positions=eager, reuse=mode is not Trace.ALWAYS)
-        hit = _tied(count, len(views))
+    count, others = _not_max(views, value, positions=eager, reuse=mode is not Trace.ALWAYS)
+    hit = _tied(count, len(views))
     out = value
     # "first" is PyTorch's own choice (the first maximum in window order; non-finite windows as
     # PyTorch has them): its own derivatives, under every transform, already take it
@@ -241,37 +234,14 @@ def _tied(count: Tensor, size: int) -> Tensor:
     return torch.rsub(count.clamp(max=top), top).bool()
 
 
-def _pair_untied(x: Tensor, value: Tensor) -> Tensor:
-    """2x2 windows with stride 2 over the last two dims of a contiguous ``x`` of even height and width:
-    a bool tensor shaped like ``value`` (the max-pool), ``False`` exactly where the window's finite
-    maximum is attained twice or more (as :func:`_not_max` and :func:`_tied` decide, at about half
-    their cost). The second largest entry of a window is ``max(min(m0, m1), max(e0, e1))`` with
-    ``m``/``e`` the max/min of its two vertical pairs, and ``value - second`` is 0 exactly at ties (NaN
-    where the maximum is infinite or NaN: untied); elementwise ops on contiguous halves only (strided
-    window views are slow on CPU), in chunks that stay in cache (the passes are memory-bound)."""
-    h, w = x.shape[-2:]
-    planes, maxima = x.view(-1, h, w), value.reshape(-1, h // 2, w // 2)
-    step = max(1, _CHUNK_BYTES // max(h * w * x.element_size(), 1))
-    untied = torch.empty_like(maxima, dtype=torch.bool)
-    for start in range(0, planes.shape[0], step):
-        rows = planes[start : start + step].view(-1, h // 2, 2, w)
-        top, bottom = rows[:, :, 0], rows[:, :, 1]
-        m, e = torch.maximum(top, bottom), torch.minimum(top, bottom)
-        second = torch.minimum(m[..., 0::2], m[..., 1::2])
-        torch.maximum(second, torch.maximum(e[..., 0::2], e[..., 1::2]), out=second)
-        untied[start : start + step].copy_(torch.sub(maxima[start : start + step], second, out=second))
-    return untied.view(value.shape)
-
-
-_CHUNK_BYTES = 1 << 21  # bytes of input per chunk of the 2x2 tie check
-
-
-def _window_untied(x: Tensor, value: Tensor, kernel: tuple[int, int]) -> Tensor:
-    """Any non-overlapping 2-D windows (stride = kernel, no padding): ``True`` where a window's maximum
-    is attained only once (the per-position count of :func:`_not_max`)."""
+def _window_ties(x: Tensor, value: Tensor, kernel: tuple[int, int]) -> Tensor:
+    """Non-overlapping 2-D windows (stride = kernel, no padding) of ``x``, whose max-pool is ``value``:
+    ``True`` where a window's finite maximum is attained twice or more (the per-position count of
+    :func:`_not_max`: four strided passes for 2x2 windows, measured faster on CPU than de-interleaving
+    the window rows or columns first)."""
     views = _strided(2, kernel, kernel, (0, 0), (1, 1), value.shape[-2:])(x, -math.inf)
     count, _ = _not_max(views, value, reuse=True)
-    return _tied(count, len(views)).logical_not_()
+    return _tied(count, len(views))
 
 
 def _gathered(tables: Sequence[tuple[Tensor, Tensor]]) -> Windows:
@@ -337,10 +307,7 @@ def _max_pool(
     s = _tuple(stride, n) or k
     p, d = _tuple(padding, n), _tuple(dilation, n)
     windows = _strided(n, k, s, p, d, value.shape[-n:])
-    pairs = (
-        k == s == (2, 2) and p == (0, 0) and d == (1, 1) and input.shape[-1] % 2 == input.shape[-2] % 2 == 0
-    )
-    out_value = _resolve(native.__name__, input, value, windows, at_kink, pairs)
+    out_value = _resolve(native.__name__, input, value, windows, at_kink)
     return (out_value, indices) if return_indices else out_value
 
 
