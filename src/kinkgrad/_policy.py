@@ -255,15 +255,31 @@ def _inside_kinkgrad_op() -> bool:
     return False
 
 
-def _refuse_unsupported(func: Any, args: Any, kwargs: Any) -> None:
-    """Under certification, a nonsmooth op without a kink rule on a differentiated tensor raises."""
+_SUSPECT: dict[Any, bool] = {}
+"""Per function: is it nonsmooth without a kink rule (a registry entry) or a custom extension op?"""
+
+
+def _suspect(func: Any) -> bool:
     from kinkgrad._registry import UNSUPPORTED
 
-    custom = False
     if isinstance(func, torch._ops.OpOverload | torch._ops.OpOverloadPacket):
         namespace = getattr(func, "_qualified_op_name", "aten::").split("::")[0]
-        custom = namespace not in ("aten", "prim", "prims", "profiler", "c10d", "_c10d_functional")
-    if not custom and func not in UNSUPPORTED:
+        if namespace not in ("aten", "prim", "prims", "profiler", "c10d", "_c10d_functional"):
+            return True
+    return func in UNSUPPORTED
+
+
+def _refuse_unsupported(func: Any, args: Any, kwargs: Any) -> None:
+    """Under certification, a nonsmooth op without a kink rule on a differentiated tensor raises."""
+    try:
+        suspect = _SUSPECT.get(func)
+        if suspect is None:
+            if len(_SUSPECT) > 4096:  # (bounded, should callables be made on the fly)
+                _SUSPECT.clear()
+            suspect = _SUSPECT[func] = _suspect(func)
+    except TypeError:  # (an unhashable callable)
+        suspect = _suspect(func)
+    if not suspect:
         return
     tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
     if any(t.requires_grad or torch.autograd.forward_ad.unpack_dual(t).tangent is not None for t in tensors):
