@@ -172,14 +172,25 @@ def _location(frame: FrameType | None) -> str:
         frame = frame.f_back
     if frame is None:
         return "<unknown>"
-    filename = frame.f_code.co_filename
-    try:
-        short = os.path.relpath(filename)
-        if short.startswith(".."):
+    return f"{_short(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+_SHORT: dict[str, str] = {}
+
+
+def _short(filename: str) -> str:
+    """``filename`` relative to the working directory when it lies below it, else its base name
+    (remembered per file: the site of every report is named this way)."""
+    short = _SHORT.get(filename)
+    if short is None:
+        try:
+            short = os.path.relpath(filename)
+            if short.startswith(".."):
+                short = os.path.basename(filename)
+        except ValueError:  # another drive (Windows)
             short = os.path.basename(filename)
-    except ValueError:  # another drive (Windows)
-        short = os.path.basename(filename)
-    return f"{short}:{frame.f_lineno}"
+        _SHORT[filename] = short
+    return short
 
 
 # ---- the monitor -------------------------------------------------------------------------------
