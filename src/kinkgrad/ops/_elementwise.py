@@ -74,6 +74,8 @@ def _apply(
     (exactly 0, derivative 1), ``m`` the 0/1 kink mask and ``s`` the chosen slope: the first term has
     ``f``'s value and derivative away from kinks and none at them, the second adds ``s`` at them and
     adds exactly ``-0.0`` to the value. Arithmetic only (no ``where``), so compilers fuse it cheaply.
+    When ``f``'s own derivative is 0 at its kinks (``grad_from_output`` given, as for ``relu``), the
+    first term is ``f(x)`` itself.
     In plain eager autograd (no transform can be active there) a small ``autograd.Function`` does the
     same with fewer kernels and less saved memory: :class:`_EagerRule`.
     """
@@ -106,7 +108,10 @@ def _apply(
         finite = torch.finfo(x.dtype).max
         xc = x.clamp(-finite, finite)  # so that d is 0, not NaN, at ±inf
         d = xc - xc.detach()
-        out = f(x - sum(weights[1:], weights[0]) * d) + signed_zero(slope * d)
+        if grad_from_output is not None:  # f's own derivative is 0 at its kinks: nothing to take off
+            out = f(x) + signed_zero(slope * d)
+        else:
+            out = f(x - sum(weights[1:], weights[0]) * d) + signed_zero(slope * d)
     else:
         out = f(x)
     if watch is not None:
