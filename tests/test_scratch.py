@@ -43,3 +43,12 @@ def test_views_by_shape_follow_the_buffer_as_it_grows(monkeypatch: pytest.Monkey
     for n in range(1, 2 * _scratch._MAX_VIEWS):  # many shapes: the remembered views are bounded
         assert scratch(torch.zeros(n % 50 + 1, 1)).shape == (n % 50 + 1, 1)
     assert len(_scratch._local.pools[(torch.float32, torch.device("cpu"))].views) <= _scratch._MAX_VIEWS
+
+
+def test_a_view_resized_by_an_out_argument_is_not_handed_out_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_scratch._local, "pools", {}, raising=False)
+    view = scratch(torch.zeros(2, 3))
+    with pytest.warns(UserWarning, match="resize"):
+        torch.add(torch.zeros(3), 1.0, out=view)  # a caller's mistake: out= of another shape
+    assert view.shape == (3,)
+    assert scratch(torch.zeros(2, 3)).shape == (2, 3)

@@ -38,8 +38,8 @@ def scratch(like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
     pool = pools.get((dtype, device))
     if pool is not None:
         view = pool.views.get(shape)
-        if view is not None:  # the common case: the same shapes every step, no tensor op at all
-            return view
+        if view is not None and view.shape == shape:  # the common case: the same shapes every step,
+            return view  # no tensor op at all (the check: should an out= argument have resized it)
     n = shape.numel()
     if pool is None or pool.buffer.numel() < n:
         buffer = torch.empty(n, dtype=dtype, device=device)
