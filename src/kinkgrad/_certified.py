@@ -49,7 +49,7 @@ from torch import Tensor, nn
 
 from kinkgrad._policy import kink_policy
 from kinkgrad._rules import Chooser
-from kinkgrad._scratch import scratch
+from kinkgrad.ops._elementwise import _hit_mask
 from kinkgrad.ops._pooling import _window_ties
 
 
@@ -861,13 +861,13 @@ class _FastPass:
 
     def _relu(self, x: Tensor) -> Tensor:
         with torch._C.DisableTorchFunction():
-            nonzero = scratch(x, torch.bool).copy_(x)  # (a reused buffer: no kink allocates nothing)
-            if bool(nonzero.view(torch.uint8).amin()):
+            at_zero = _hit_mask(x, 0.0)  # the policy's own check (no kink: nothing allocated)
+            if at_zero is None:
                 out = torch.relu(x)
                 self.calm[id(out)] = out
                 return out
             own = None if self.bias_direction is None else _own_bias_tangent(x, self.bias_direction)
-            site = _ReluSite(len(self.sites), torch.logical_not(nonzero), _after_bias(x), own)
+            site = _ReluSite(len(self.sites), at_zero, _after_bias(x), own)
             out = _TieRelu.apply(x, site)
             site.out, site.node = out.detach(), out.grad_fn  # (detached: no reference cycle)
         self.sites.append(site)

@@ -236,7 +236,7 @@ class _PolicyMode(TorchFunctionMode):
         kwargs = kwargs or {}
         if "out" in kwargs or (not torch.compiler.is_compiling() and _inside_kinkgrad_op()):
             return func(*args, **kwargs)
-        choice = None if self.policy is None else self.policy.choice(*route.names(args, kwargs))
+        choice = None if policy is None else policy.choice(*route.names(args, kwargs))
         if choice is None and active_observer() is None:
             return func(*args, **kwargs)
         return route.call(choice, args, kwargs)

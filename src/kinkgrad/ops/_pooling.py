@@ -209,9 +209,9 @@ def _not_max(
             value.shape, dtype=torch.uint8 if len(views) <= 8 else torch.int32, device=value.device
         )
     count: Tensor | None = None
+    seen = value.detach()
     for bit, view in enumerate(views):
         if reuse:
-            seen = value.detach()
             diff = torch.sub(view.detach(), seen, out=scratch(seen))
             kept = torch.empty_like(seen, dtype=torch.bool) if count is None else scratch(seen, torch.bool)
             other = kept.copy_(diff).view(torch.uint8)
