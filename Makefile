@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml src/kinkgrad/_kernels.c
 	$(PY) -m venv $(VENV)
 	# torch is pinned here: on our machines 2.13.0 is a CPU build already on disk.
 	$(BIN)/pip install -q "torch==2.13.0"
@@ -30,4 +30,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache src/kinkgrad/*.so

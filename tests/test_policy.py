@@ -287,7 +287,7 @@ def test_eager_rule_on_tensors_larger_than_a_slice(shape: tuple[int, ...], upstr
 @pytest.mark.parametrize("point", [0.0, 6.0, -1.0, 0.0625, -3.0, 0.01, 1e-30])
 @pytest.mark.parametrize("flush_denormal", [False, True])
 def test_kink_masks_without_comparisons_equal_the_comparison(
-    dtype: torch.dtype, point: float, flush_denormal: bool
+    dtype: torch.dtype, point: float, flush_denormal: bool, passes: str
 ) -> None:
     """The eager kink masks (a cast of ``x`` or of ``x - point``, or a comparison near 0) are exactly
     ``x == point``: at the point, at its neighbouring values, at ±0, subnormals, ±inf and NaN; also with

@@ -127,12 +127,18 @@ def test_tied_counts_match_the_comparison(dtype: torch.dtype, size: int) -> None
     assert torch.equal(_tied(count, size), count < size - 1)
 
 
+@pytest.mark.parametrize("contiguous", [False, True])
 @pytest.mark.parametrize("kernel", [(3, 3), (2, 3), (1, 2), (2, 2)])
-def test_window_ties_finds_exactly_the_tied_windows(kernel: tuple[int, int]) -> None:
-    """Any non-overlapping kernel, sizes that leave rows and columns out, a non-contiguous input, inf,
-    NaN and a tie of +0 with -0: ``True`` exactly where two entries equal the window's finite maximum."""
+def test_window_ties_finds_exactly_the_tied_windows(
+    kernel: tuple[int, int], contiguous: bool, passes: str
+) -> None:
+    """Any non-overlapping kernel, sizes that leave rows and columns out, a non-contiguous or contiguous
+    input, inf, NaN and a tie of +0 with -0: ``True`` exactly where two entries equal the window's finite
+    maximum."""
     g = torch.Generator().manual_seed(sum(kernel))
     x = torch.relu(torch.round(torch.randn(3, 7, 8, 4, generator=g) * 2) / 2).transpose(1, 3)  # [3, 4, 8, 7]
+    if contiguous:
+        x = x.contiguous()
     x[0, 0, 0, :2] = torch.inf
     x[1, 1, 2, 0] = torch.nan
     x[2, 0, :3, :3] = torch.tensor([[-0.0, 0.0, -1.0], [-1.0, -0.0, -2.0], [-3.0, -4.0, -5.0]])

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, final
 import torch
 from torch import Tensor, nn
 
+from kinkgrad import _native
 from kinkgrad._observe import Observer, active_observer, observing
 from kinkgrad._scratch import scratch
 
@@ -106,7 +107,8 @@ def _count(mask: Tensor) -> Count:
     """``True`` entries of a boolean ``mask``: an ``int`` on the CPU, a device tensor elsewhere (no
     synchronisation).
 
-    On the CPU, ``count_nonzero`` and byte sums are slow kernels (several times slower than a float
+    On the CPU, a contiguous mask is counted by one compiled pass (:func:`kinkgrad._native.count`).
+    Without it, ``count_nonzero`` and byte sums are slow kernels (several times slower than a float
     sum of four times the bytes). A large mask is instead read as 64-bit words holding eight 0/1 bytes
     each: summing :data:`_LANES` rows of words adds each byte position separately (no carry), and the
     bytes of the few resulting words are then summed exactly. Only the tail that does not fill a whole
@@ -114,6 +116,9 @@ def _count(mask: Tensor) -> Count:
     """
     if mask.device.type != "cpu":
         return torch.count_nonzero(mask)
+    fused = _native.count(mask)
+    if fused is not None:
+        return fused
     if mask.numel() < _SWAR_MIN:
         return int(torch.count_nonzero(mask))
     flat = mask.reshape(-1).contiguous().view(torch.uint8)
@@ -340,7 +345,8 @@ class KinkMonitor:
             outer.report(op, output, kinks, offset)
 
     def _near(self, offset: Tensor, exact: Count) -> Count:
-        """Entries with ``|offset| <= k·ε·s`` (see the class docstring), counted on the CPU with float
+        """Entries with ``|offset| <= k·ε·s`` (see the class docstring): one or two compiled passes
+        (:func:`kinkgrad._native.near`) where they apply. Otherwise counted on the CPU with float
         kernels and casts into reused buffers, several times cheaper there than ``<=`` comparisons.
 
         With no exact kink (the usual case away from sparse data), one ``abs`` pass and one ``aminmax``
@@ -349,6 +355,9 @@ class KinkMonitor:
         the signed offsets, with no ``abs`` pass. Then ``hardshrink`` keeps exactly the offsets beyond
         the tolerance (NaN included) nonzero, and those are counted."""
         eps = self.near_ulps * torch.finfo(offset.dtype).eps
+        fused = _native.near(offset, eps)
+        if fused is not None:
+            return fused
         if offset.device.type != "cpu":  # no synchronisation
             distance = offset.abs()
             return _count(distance <= _finite_max(distance) * eps)
@@ -367,8 +376,10 @@ class KinkMonitor:
     def _cotangent_hook(self, tally: _Tally, kinks: Tensor) -> Callable[[Tensor], None]:
         def hook(grad: Tensor) -> None:
             with torch._C.DisableTorchFunction():
-                nonzero = scratch(grad, torch.bool).copy_(grad)  # NaN cotangents count as nonzero
-                hit = _count(nonzero.logical_and_(kinks))
+                hit: Count | None = _native.hits(grad, kinks)
+                if hit is None:
+                    nonzero = scratch(grad, torch.bool).copy_(grad)  # NaN cotangents count as nonzero
+                    hit = _count(nonzero.logical_and_(kinks))
             with self._lock:
                 tally.bifurcating_kinks += hit
 

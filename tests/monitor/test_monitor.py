@@ -17,6 +17,9 @@ def _one(monitor: KinkMonitor) -> KinkRecord:
     return records[0]
 
 
+pytestmark = pytest.mark.usefixtures("passes")  # every count, with and without the compiled passes
+
+
 def test_relu_counts_with_upstream_other_than_one() -> None:
     x = torch.tensor([-2.0, 0.0, 0.0, -0.0, 3.0, 0.0], requires_grad=True)
     upstream = torch.tensor([7.0, 2.5, 0.0, -1.5, 4.0, 0.0])

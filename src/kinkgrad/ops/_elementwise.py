@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from kinkgrad import _native
 from kinkgrad._autodiff import Trace, any_true, needs_rule, signed_zero, straight_through, trace_mode
 from kinkgrad._observe import active_observer, silenced
 from kinkgrad._policy import from_policy
@@ -144,7 +145,11 @@ def _differs(x: Tensor, point: float, reuse: bool = False) -> Tensor | None:
 
 
 def _at(x: Tensor, point: float) -> Tensor:
-    """The boolean mask ``x == point`` (eager): the negated :func:`_differs`, or a comparison."""
+    """The boolean mask ``x == point`` (eager): one compiled pass (:func:`kinkgrad._native.equal`) where
+    it applies, else the negated :func:`_differs`, or a comparison."""
+    fused = _native.equal(x.detach(), point)
+    if fused is not None:
+        return fused[0]
     differs = _differs(x, point)
     return x == point if differs is None else differs.logical_not_()
 
@@ -166,11 +171,17 @@ def _kink_masks(x: Tensor, kinks: Sequence[Kink], mode: Trace, every: bool = Fal
 
 
 def _hit_mask(x: Tensor, point: float) -> Tensor | None:
-    """The mask ``x == point`` if some element is at ``point``, else ``None`` (eager only). The mask of
-    :func:`_differs` decides first, written into a reused buffer (:func:`~kinkgrad._scratch.scratch`:
-    the usual answer, no kink, then allocates nothing), and is negated into a new mask only when needed."""
+    """The mask ``x == point`` if some element is at ``point``, else ``None`` (eager only). It is written
+    into a reused buffer (:func:`~kinkgrad._scratch.scratch`: the usual answer, no kink, then allocates
+    nothing) and copied out only when needed: by one compiled pass that also counts it
+    (:func:`kinkgrad._native.equal`), or else as the mask of :func:`_differs`, negated."""
     if x.numel() == 0:
         return None
+    seen = x.detach()
+    fused = _native.equal(seen, point, scratch(seen, torch.bool))
+    if fused is not None:
+        mask, hits = fused
+        return mask.clone() if hits else None
     differs = _differs(x, point, reuse=True)
     if differs is None:
         mask = x == point

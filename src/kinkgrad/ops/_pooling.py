@@ -14,12 +14,14 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from kinkgrad import _native
 from kinkgrad._autodiff import Trace, needs_rule, trace_mode, zero_tangent
 from kinkgrad._observe import active_observer
 from kinkgrad._policy import from_policy
@@ -84,7 +86,17 @@ position in window order, each shaped like the output (strided slices of ``t`` w
 allows), entries outside the input filled with ``fill``."""
 
 
-def _resolve(name: str, input: Tensor, value: Tensor, windows: Windows, at_kink: Any) -> Tensor:
+def _resolve(
+    name: str,
+    input: Tensor,
+    value: Tensor,
+    windows: Windows,
+    at_kink: Any,
+    ties: Callable[[], Tensor | None] | None = None,
+) -> Tensor:
+    """``value`` (the pool of ``input``) with its ties resolved by ``at_kink`` and reported to the
+    observer. ``ties()``, where given, computes the tied-window mask in one compiled pass (``None``
+    where that does not apply); it serves every eager case that needs no tie positions."""
     watch = active_observer()
     rule = None if at_kink is None else check_tie_rule(at_kink)
     mode = trace_mode(input)
@@ -94,8 +106,10 @@ def _resolve(name: str, input: Tensor, value: Tensor, windows: Windows, at_kink:
     if mode is Trace.ALWAYS and watch is None:  # a transform builds the rule everywhere: no need to look
         return value if rule in (None, "first") else _surrogate(name, input, value, views, windows, rule)
     eager = _eager_rule(rule, mode, input, value, views)
-    count, others = _not_max(views, value, positions=eager, reuse=mode is not Trace.ALWAYS)
-    hit = _tied(count, len(views))
+    hit = None if eager or ties is None or mode is Trace.ALWAYS else ties()
+    if hit is None:
+        count, others = _not_max(views, value, positions=eager, reuse=mode is not Trace.ALWAYS)
+        hit = _tied(count, len(views))
     out = value
     # "first" is PyTorch's own choice (the first maximum in window order; non-finite windows as
     # PyTorch has them): its own derivatives, under every transform, already take it
@@ -238,7 +252,10 @@ def _window_ties(x: Tensor, value: Tensor, kernel: tuple[int, int]) -> Tensor:
     """Non-overlapping 2-D windows (stride = kernel, no padding) of ``x``, whose max-pool is ``value``:
     ``True`` where a window's finite maximum is attained twice or more (the per-position count of
     :func:`_not_max`: four strided passes for 2x2 windows, measured faster on CPU than de-interleaving
-    the window rows or columns first)."""
+    the window rows or columns first), or one compiled pass (:func:`kinkgrad._native.pool_ties`)."""
+    fused = _native.pool_ties(x, value, kernel, kernel)
+    if fused is not None:
+        return fused
     views = _strided(2, kernel, kernel, (0, 0), (1, 1), value.shape[-2:])(x, -math.inf)
     count, _ = _not_max(views, value, reuse=True)
     return _tied(count, len(views))
@@ -307,7 +324,14 @@ def _max_pool(
     s = _tuple(stride, n) or k
     p, d = _tuple(padding, n), _tuple(dilation, n)
     windows = _strided(n, k, s, p, d, value.shape[-n:])
-    out_value = _resolve(native.__name__, input, value, windows, at_kink)
+    ties = None
+    if n < 3 and not any(p) and all(di == 1 for di in d):
+        seen, pooled = input.detach(), value.detach()
+        if n == 1:  # a 1-D pool is a 2-D pool of windows one row high
+            ties = partial(_native.pool_ties, seen.unsqueeze(-2), pooled.unsqueeze(-2), (1, *k), (1, *s))
+        else:
+            ties = partial(_native.pool_ties, seen, pooled, k, s)
+    out_value = _resolve(native.__name__, input, value, windows, at_kink, ties)
     return (out_value, indices) if return_indices else out_value
 
 

@@ -1,0 +1,239 @@
+/* Fused CPU passes for kink masks and kink counts (see kinkgrad/_native.py, the only caller).
+ *
+ * Each function reads contiguous float32 or float64 buffers by address, in one or two passes, where the
+ * same result through PyTorch's eager operators takes three to twelve (one kernel per operator). Every
+ * result is defined by plain IEEE comparisons, exactly as the PyTorch expressions they replace
+ * (tests/test_native.py checks each against them). The GIL is released while a pass runs.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Counts are summed per block in 32-bit lanes (no overflow within a block), then into 64 bits. */
+#define BLOCK 4096
+
+#define EQUAL(NAME, T)                                                                          \
+    static int64_t NAME(const T *x, int64_t n, T point, uint8_t *out) {                        \
+        int64_t total = 0;                                                                      \
+        for (int64_t start = 0; start < n; start += BLOCK) {                                    \
+            int64_t stop = start + BLOCK < n ? start + BLOCK : n;                               \
+            uint32_t count = 0;                                                                 \
+            for (int64_t i = start; i < stop; i++) {                                            \
+                uint8_t e = x[i] == point;                                                      \
+                out[i] = e;                                                                     \
+                count += e;                                                                     \
+            }                                                                                   \
+            total += count;                                                                     \
+        }                                                                                       \
+        return total;                                                                           \
+    }
+EQUAL(equal_f32, float)
+EQUAL(equal_f64, double)
+
+/* Entries with |x| <= tol, tol = (T)(scale * rel), scale = the largest finite |x| (0 when none); NaN is
+ * never near. A first pass reads the bits as signed integers (compares that vectorise; for non-NaN
+ * floats, the bits of |x| order as |x| does) for the scale and the smallest nonzero |x| (its bits less
+ * one, masked so that 0 maps to the largest value; NaN maps above inf, which is harmless: an infinite
+ * smallest is never near). When that smallest is beyond tol, only the zeros are near and the second
+ * pass, a float comparison, is skipped. */
+#define NEAR(NAME, T, I, ABS, MAG, INF)                                                         \
+    static int64_t NAME(const T *x, const I *bits, int64_t n, double rel) {                    \
+        I scale = 0, below = MAG;                                                               \
+        int64_t zeros = 0;                                                                      \
+        for (int64_t start = 0; start < n; start += BLOCK) {                                    \
+            int64_t stop = start + BLOCK < n ? start + BLOCK : n;                               \
+            I count = 0;                                                                        \
+            for (int64_t i = start; i < stop; i++) {                                            \
+                I a = bits[i] & MAG;                                                            \
+                I finite = a < INF ? a : 0;                                                     \
+                I candidate = (a - 1) & MAG;                                                    \
+                scale = finite > scale ? finite : scale;                                        \
+                below = candidate < below ? candidate : below;                                  \
+                count += a == 0;                                                                \
+            }                                                                                   \
+            zeros += count;                                                                     \
+        }                                                                                       \
+        T scale_value, smallest;                                                                \
+        I smallest_bits = below + 1;                                                            \
+        memcpy(&scale_value, &scale, sizeof scale);                                             \
+        memcpy(&smallest, &smallest_bits, sizeof smallest);                                     \
+        T tol = (T)((double)scale_value * rel);                                                 \
+        if (below == MAG || smallest > tol)                                                     \
+            return zeros;                                                                       \
+        int64_t total = 0;                                                                      \
+        for (int64_t start = 0; start < n; start += BLOCK) {                                    \
+            int64_t stop = start + BLOCK < n ? start + BLOCK : n;                               \
+            uint32_t count = 0;                                                                 \
+            for (int64_t i = start; i < stop; i++)                                              \
+                count += ABS(x[i]) <= tol;                                                      \
+            total += count;                                                                     \
+        }                                                                                       \
+        return total;                                                                           \
+    }
+NEAR(near_f32, float, int32_t, fabsf, 0x7fffffff, 0x7f800000)
+NEAR(near_f64, double, int64_t, fabs, 0x7fffffffffffffff, 0x7ff0000000000000)
+
+/* Entries where mask (0/1 bytes) is set and g != 0 (NaN counts: it is not 0). */
+#define HITS(NAME, T)                                                                           \
+    static int64_t NAME(const T *g, const uint8_t *mask, int64_t n) {                          \
+        int64_t total = 0;                                                                      \
+        for (int64_t start = 0; start < n; start += BLOCK) {                                    \
+            int64_t stop = start + BLOCK < n ? start + BLOCK : n;                               \
+            uint32_t count = 0;                                                                 \
+            for (int64_t i = start; i < stop; i++)                                              \
+                count += (uint8_t)(g[i] != 0) & mask[i];                                        \
+            total += count;                                                                     \
+        }                                                                                       \
+        return total;                                                                           \
+    }
+HITS(hits_f32, float)
+HITS(hits_f64, double)
+
+/* True entries of a 0/1 byte mask. */
+static int64_t count_bytes(const uint8_t *mask, int64_t n) {
+    int64_t total = 0;
+    for (int64_t start = 0; start < n; start += BLOCK) {
+        int64_t stop = start + BLOCK < n ? start + BLOCK : n;
+        uint32_t count = 0;
+        for (int64_t i = start; i < stop; i++)
+            count += mask[i];
+        total += count;
+    }
+    return total;
+}
+
+/* Max-pool ties: x is [planes, H, W], value its max-pool [planes, OH, OW] by kh x kw windows at strides
+ * sh, sw, every window inside x. out[w] = 1 where value[w] is finite and equals two or more of window w's
+ * entries. The 2x2, stride-2 case has its own loop, which the compiler vectorises. */
+#define TIES(NAME, T, ABS, MAX)                                                                 \
+    static int64_t NAME(const T *x, const T *value, int64_t planes, int64_t H, int64_t W,      \
+                        int64_t OH, int64_t OW, int64_t kh, int64_t kw, int64_t sh, int64_t sw, \
+                        uint8_t *out) {                                                         \
+        int64_t total = 0;                                                                      \
+        for (int64_t p = 0; p < planes; p++) {                                                  \
+            for (int64_t oh = 0; oh < OH; oh++) {                                               \
+                const T *row = x + (p * H + oh * sh) * W;                                       \
+                const T *v = value + (p * OH + oh) * OW;                                        \
+                uint8_t *o = out + (p * OH + oh) * OW;                                          \
+                uint32_t count = 0;                                                             \
+                if (kh == 2 && kw == 2 && sw == 2) {                                            \
+                    const T *next = row + W;                                                    \
+                    for (int64_t ow = 0; ow < OW; ow++) {                                       \
+                        T m = v[ow];                                                            \
+                        int c = (row[2 * ow] == m) + (row[2 * ow + 1] == m) +                   \
+                                (next[2 * ow] == m) + (next[2 * ow + 1] == m);                  \
+                        uint8_t t = (uint8_t)(c >= 2) & (uint8_t)(ABS(m) <= MAX);               \
+                        o[ow] = t;                                                              \
+                        count += t;                                                             \
+                    }                                                                           \
+                } else {                                                                        \
+                    for (int64_t ow = 0; ow < OW; ow++) {                                       \
+                        T m = v[ow];                                                            \
+                        int c = 0;                                                              \
+                        for (int64_t i = 0; i < kh; i++)                                        \
+                            for (int64_t j = 0; j < kw; j++)                                    \
+                                c += row[i * W + ow * sw + j] == m;                             \
+                        uint8_t t = (uint8_t)(c >= 2) & (uint8_t)(ABS(m) <= MAX);               \
+                        o[ow] = t;                                                              \
+                        count += t;                                                             \
+                    }                                                                           \
+                }                                                                               \
+                total += count;                                                                 \
+            }                                                                                   \
+        }                                                                                       \
+        return total;                                                                           \
+    }
+TIES(ties_f32, float, fabsf, FLT_MAX)
+TIES(ties_f64, double, fabs, DBL_MAX)
+
+/* ---- Python bindings: addresses and sizes as integers; `wide` selects float64 ---- */
+
+static PyObject *py_equal(PyObject *self, PyObject *args) {
+    unsigned long long x, out;
+    long long n;
+    double point;
+    int wide;
+    if (!PyArg_ParseTuple(args, "KLdKp", &x, &n, &point, &out, &wide))
+        return NULL;
+    int64_t r;
+    Py_BEGIN_ALLOW_THREADS
+    r = wide ? equal_f64((const double *)x, n, point, (uint8_t *)out)
+             : equal_f32((const float *)x, n, (float)point, (uint8_t *)out);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLongLong(r);
+}
+
+static PyObject *py_near(PyObject *self, PyObject *args) {
+    unsigned long long x;
+    long long n;
+    double rel;
+    int wide;
+    if (!PyArg_ParseTuple(args, "KLdp", &x, &n, &rel, &wide))
+        return NULL;
+    int64_t r;
+    Py_BEGIN_ALLOW_THREADS
+    r = wide ? near_f64((const double *)x, (const int64_t *)x, n, rel)
+             : near_f32((const float *)x, (const int32_t *)x, n, rel);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLongLong(r);
+}
+
+static PyObject *py_hits(PyObject *self, PyObject *args) {
+    unsigned long long g, mask;
+    long long n;
+    int wide;
+    if (!PyArg_ParseTuple(args, "KKLp", &g, &mask, &n, &wide))
+        return NULL;
+    int64_t r;
+    Py_BEGIN_ALLOW_THREADS
+    r = wide ? hits_f64((const double *)g, (const uint8_t *)mask, n)
+             : hits_f32((const float *)g, (const uint8_t *)mask, n);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLongLong(r);
+}
+
+static PyObject *py_count(PyObject *self, PyObject *args) {
+    unsigned long long mask;
+    long long n;
+    if (!PyArg_ParseTuple(args, "KL", &mask, &n))
+        return NULL;
+    int64_t r;
+    Py_BEGIN_ALLOW_THREADS
+    r = count_bytes((const uint8_t *)mask, n);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLongLong(r);
+}
+
+static PyObject *py_ties(PyObject *self, PyObject *args) {
+    unsigned long long x, value, out;
+    long long planes, H, W, OH, OW, kh, kw, sh, sw;
+    int wide;
+    if (!PyArg_ParseTuple(args, "KKLLLLLLLLLKp", &x, &value, &planes, &H, &W, &OH, &OW, &kh, &kw, &sh,
+                          &sw, &out, &wide))
+        return NULL;
+    int64_t r;
+    Py_BEGIN_ALLOW_THREADS
+    r = wide ? ties_f64((const double *)x, (const double *)value, planes, H, W, OH, OW, kh, kw, sh, sw,
+                        (uint8_t *)out)
+             : ties_f32((const float *)x, (const float *)value, planes, H, W, OH, OW, kh, kw, sh, sw,
+                        (uint8_t *)out);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLongLong(r);
+}
+
+static PyMethodDef methods[] = {
+    {"equal", py_equal, METH_VARARGS, "equal(x, n, point, out, wide) -> count: out = (x == point)"},
+    {"near", py_near, METH_VARARGS, "near(x, n, rel, wide) -> count of |x| <= rel * max finite |x|"},
+    {"hits", py_hits, METH_VARARGS, "hits(g, mask, n, wide) -> count of mask & (g != 0)"},
+    {"count", py_count, METH_VARARGS, "count(mask, n) -> true entries of a 0/1 byte mask"},
+    {"ties", py_ties, METH_VARARGS, "ties(x, value, planes, H, W, OH, OW, kh, kw, sh, sw, out, wide) -> count"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }

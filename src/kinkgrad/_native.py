@@ -1,0 +1,124 @@
+"""Fused CPU passes for kink masks and counts, compiled from ``_kernels.c`` when kinkgrad is installed.
+
+PyTorch's eager CPU operators run one kernel per operation, so a count such as "exact kinks whose
+cotangent is nonzero" costs three passes over memory (a cast, a logical and, a byte sum) and a max-pool
+tie check twelve. Each function here does the same work in one pass (two for :func:`near`), on
+contiguous float32 or float64 CPU tensors, with the result defined by the same IEEE comparisons as the
+PyTorch expression it stands for (``tests/test_native.py`` checks every one against that expression).
+
+Every function returns ``None`` when it does not apply (another dtype or device, a non-contiguous or
+subclassed tensor, or no compiled extension: kinkgrad built without a C compiler); the caller then
+runs its PyTorch operators, which give the same answer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+try:
+    from kinkgrad import _kernels  # type: ignore[attr-defined]
+except ImportError:  # built without a C compiler: every caller uses its PyTorch operators
+    _kernels = None
+
+__all__ = ["available", "count", "equal", "hits", "near", "pool_ties"]
+
+_WIDE = {torch.float32: False, torch.float64: True}
+_PLAIN = (Tensor, nn.Parameter)
+
+
+def available() -> bool:
+    """Whether the compiled passes were built (``False``: kinkgrad falls back to PyTorch operators)."""
+    return _kernels is not None
+
+
+def _flat(t: Tensor) -> bool:
+    """A plain, contiguous CPU tensor whose memory the passes may read directly (not a subclass, nor a
+    ``torch.func`` wrapper, which has no storage of its own)."""
+    return (
+        type(t) in _PLAIN
+        and t.device.type == "cpu"
+        and t.is_contiguous()
+        and not torch._C._functorch.is_functorch_wrapped_tensor(t)
+    )
+
+
+def equal(x: Tensor, point: float, out: Tensor | None = None) -> tuple[Tensor, int] | None:
+    """The bool mask ``x == point`` (``point`` rounded to ``x``'s dtype), written into ``out`` (shaped
+    like ``x``; default: a new tensor), and how many of its entries are true; ``None``, writing nothing,
+    where the pass does not apply."""
+    wide = _WIDE.get(x.dtype)
+    if _kernels is None or wide is None or not _flat(x):
+        return None
+    if out is None:
+        out = torch.empty(x.shape, dtype=torch.bool)
+    elif out.dtype != torch.bool or out.shape != x.shape or not _flat(out):
+        return None
+    hits: int = _kernels.equal(x.data_ptr(), x.numel(), float(point), out.data_ptr(), wide)
+    return out, hits
+
+
+def count(mask: Tensor) -> int | None:
+    """``True`` entries of a bool tensor; ``None`` where the pass does not apply."""
+    if _kernels is None or mask.dtype != torch.bool or not _flat(mask):
+        return None
+    result: int = _kernels.count(mask.data_ptr(), mask.numel())
+    return result
+
+
+def near(offset: Tensor, rel: float) -> int | None:
+    """Entries with ``|offset| <= tol``, where ``tol = rel * s`` rounded to ``offset``'s dtype and ``s`` is
+    the largest finite ``|offset|`` (0 when there is none); NaN is never near. ``None`` where the pass
+    does not apply."""
+    wide = _WIDE.get(offset.dtype)
+    if _kernels is None or wide is None or not _flat(offset):
+        return None
+    result: int = _kernels.near(offset.data_ptr(), offset.numel(), float(rel), wide)
+    return result
+
+
+def hits(grad: Tensor, mask: Tensor) -> int | None:
+    """Entries where the bool ``mask`` is true and ``grad`` is nonzero (NaN included), for ``mask`` of
+    ``grad``'s shape; ``None`` where the pass does not apply."""
+    wide = _WIDE.get(grad.dtype)
+    if (
+        _kernels is None
+        or wide is None
+        or mask.dtype != torch.bool
+        or mask.shape != grad.shape
+        or not (_flat(grad) and _flat(mask))
+    ):
+        return None
+    result: int = _kernels.hits(grad.data_ptr(), mask.data_ptr(), grad.numel(), wide)
+    return result
+
+
+def pool_ties(x: Tensor, value: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...]) -> Tensor | None:
+    """For ``value``, the max-pool of ``x`` (``[..., H, W]``) by ``kernel`` windows at ``stride`` with no
+    padding or dilation: the bool mask, shaped like ``value``, of windows whose finite maximum is attained
+    twice or more. ``None`` where the pass does not apply (windows that overhang the input included)."""
+    wide = _WIDE.get(x.dtype)
+    if (
+        _kernels is None
+        or wide is None
+        or value.dtype != x.dtype
+        or x.dim() < 2
+        or value.dim() != x.dim()
+        or len(kernel) != 2
+        or len(stride) != 2
+    ):
+        return None
+    (kh, kw), (sh, sw) = kernel, stride
+    (h, w), (oh, ow) = x.shape[-2:], value.shape[-2:]
+    planes = value.numel() // max(oh * ow, 1)
+    if (
+        not (_flat(x) and _flat(value))
+        or x.shape[:-2] != value.shape[:-2]
+        or min(kh, kw, sh, sw) < 1
+        or (oh and (oh - 1) * sh + kh > h)
+        or (ow and (ow - 1) * sw + kw > w)
+    ):
+        return None
+    out = torch.empty(value.shape, dtype=torch.bool)
+    _kernels.ties(x.data_ptr(), value.data_ptr(), planes, h, w, oh, ow, kh, kw, sh, sw, out.data_ptr(), wide)
+    return out

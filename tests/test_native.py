@@ -1,0 +1,223 @@
+"""The compiled passes of ``kinkgrad._native`` against the PyTorch expressions they stand for.
+
+Each pass is checked on data built to hit its edge cases: ±0, values one ulp from the point or the
+tolerance, subnormals, ±inf, NaN, sizes around the kernels' 4096-entry blocks, and empty tensors; and
+each must decline (return ``None``) where it does not apply, so that callers use PyTorch operators.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import kinkgrad
+from kinkgrad import _native
+
+FLOATS = [torch.float32, torch.float64]
+SIZES = [0, 1, 7, 4095, 4096, 4097, 3 * 4096 + 5]
+
+
+def test_the_extension_is_built() -> None:
+    """``make`` installs kinkgrad with its compiled passes (a C compiler is part of the set-up)."""
+    assert _native.available()
+
+
+def _specials(dtype: torch.dtype, point: float) -> Tensor:
+    p = torch.tensor(point, dtype=dtype)
+    inf = torch.tensor(torch.inf, dtype=dtype)
+    tiny = torch.finfo(dtype).tiny
+    values = [p, torch.nextafter(p, inf), torch.nextafter(p, -inf), -p, 2 * p]
+    values += [torch.tensor(v, dtype=dtype) for v in (0.0, -0.0, tiny, tiny / 4, -tiny / 4)]
+    values += [torch.tensor(v, dtype=dtype) for v in (torch.inf, -torch.inf, torch.nan, 1.0, -2.5)]
+    return torch.stack(values)
+
+
+def _data(size: int, dtype: torch.dtype, point: float, seed: int) -> Tensor:
+    """``size`` entries: the special values, in random order, between random normals."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(size, generator=g, dtype=torch.float64).to(dtype)
+    specials = _specials(dtype, point)
+    where = torch.randint(0, max(size, 1), (min(size, 4 * len(specials)),), generator=g)
+    x[where] = specials.repeat(4)[: len(where)]
+    return x
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("point", [0.0, -0.0, 1.0, -3.0, 6.0, 0.5, 1e-3, 1e-30])
+@pytest.mark.parametrize("size", SIZES)
+def test_equal_is_the_comparison_and_counts_it(dtype: torch.dtype, point: float, size: int) -> None:
+    x = _data(size, dtype, point, seed=size)
+    fused = _native.equal(x, point)
+    assert fused is not None
+    mask, hits = fused
+    expected = x == point
+    assert torch.equal(mask, expected)
+    assert hits == int(expected.sum())
+    out = torch.ones(x.shape, dtype=torch.bool)
+    again = _native.equal(x, point, out)
+    assert again is not None and again[0] is out and torch.equal(out, expected) and again[1] == hits
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("size", SIZES)
+def test_count_is_the_sum(dtype: torch.dtype, size: int) -> None:
+    g = torch.Generator().manual_seed(size)
+    for p in (0.0, 0.37, 1.0):
+        mask = torch.rand(size, generator=g) < p
+        assert _native.count(mask) == int(mask.sum())
+
+
+def _near_oracle(x: Tensor, rel: float) -> int:
+    """``|x| <= tol`` with ``tol = rel * (largest finite |x|)`` rounded to ``x``'s dtype."""
+    a = x.abs()
+    finite = a[torch.isfinite(a)]
+    scale = float(finite.max()) if finite.numel() else 0.0
+    tol = torch.tensor(scale * rel, dtype=x.dtype)
+    return int((a <= tol).sum())
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("ulps", [0.0, 4.0, 1e6])
+def test_near_counts_within_the_tolerance_of_the_scale(dtype: torch.dtype, size: int, ulps: float) -> None:
+    rel = ulps * torch.finfo(dtype).eps
+    x = _data(size, dtype, 0.0, seed=size + 1)
+    assert _native.near(x, rel) == _near_oracle(x, rel)
+    if size:  # entries exactly at the tolerance and one ulp beyond it: the boundary is included
+        scale = float(x.abs()[torch.isfinite(x)].max())
+        tol = torch.tensor(scale * rel, dtype=dtype)
+        x[:2] = torch.stack([tol, torch.nextafter(tol, torch.tensor(torch.inf, dtype=dtype))])[: min(size, 2)]
+        x[2:4] = -x[:2][: max(0, min(size, 4) - 2)]
+        assert _native.near(x, rel) == _near_oracle(x, rel)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_near_without_finite_entries_or_without_nonzero_ones(dtype: torch.dtype) -> None:
+    rel = 4 * torch.finfo(dtype).eps
+    for values in ([torch.nan, torch.inf, -torch.inf], [0.0, -0.0, torch.nan], [0.0, 0.0], [torch.nan]):
+        x = torch.tensor(values, dtype=dtype).repeat(5000)
+        assert _native.near(x, rel) == _near_oracle(x, rel)
+    subnormal = torch.full((9000,), torch.finfo(dtype).tiny / 8, dtype=dtype)
+    subnormal[::3] = 0.0
+    assert _native.near(subnormal, rel) == _near_oracle(subnormal, rel)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("size", SIZES)
+def test_hits_count_nonzero_cotangents_at_the_mask(dtype: torch.dtype, size: int) -> None:
+    g = _data(size, dtype, 0.0, seed=size + 2)
+    mask = torch.rand(size, generator=torch.Generator().manual_seed(size)) < 0.5
+    assert _native.hits(g, mask) == int(((g != 0) & mask).sum())
+
+
+def _ties_oracle(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int]) -> Tensor:
+    value = F.max_pool2d(x, kernel, stride)
+    windows = x.unfold(-2, kernel[0], stride[0]).unfold(-2, kernel[1], stride[1])
+    return torch.isfinite(value) & ((windows == value[..., None, None]).sum((-1, -2)) >= 2)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize(
+    ("kernel", "stride"),
+    [
+        ((2, 2), (2, 2)),
+        ((3, 3), (3, 3)),
+        ((2, 3), (2, 3)),
+        ((3, 3), (1, 1)),
+        ((2, 2), (1, 2)),
+        ((1, 2), (1, 2)),
+    ],
+)
+@pytest.mark.parametrize("shape", [(2, 3, 9, 10), (4, 8, 7), (1, 1, 3, 3)])
+def test_pool_ties_are_the_windows_with_two_finite_maxima(
+    dtype: torch.dtype, kernel: tuple[int, int], stride: tuple[int, int], shape: tuple[int, ...]
+) -> None:
+    g = torch.Generator().manual_seed(sum(shape) + sum(kernel))
+    x = (torch.randint(-2, 3, shape, generator=g) / 2).to(dtype)  # many ties, +0 with -0 among them
+    x[x == 0] *= torch.where(torch.rand(x.shape, generator=g) < 0.5, -1.0, 1.0).to(dtype)[x == 0]
+    flat = x.view(-1)
+    flat[::7] = torch.inf
+    flat[3::11] = torch.nan
+    flat[5::13] = -torch.inf
+    value = F.max_pool2d(x, kernel, stride)
+    tied = _native.pool_ties(x, value, kernel, stride)
+    assert tied is not None
+    assert torch.equal(tied, _ties_oracle(x, kernel, stride))
+
+
+def test_passes_decline_where_they_do_not_apply() -> None:
+    x = torch.randn(4, 6)
+    mask = x > 0
+    for other in (x.t(), x.half(), x.bfloat16(), x.to(torch.int32), x[:, ::2]):
+        assert _native.equal(other, 0.0) is None
+        assert _native.near(other, 1e-6) is None
+    assert _native.equal(x, 0.0, torch.empty(3, dtype=torch.bool)) is None  # out of another shape
+    assert _native.equal(x, 0.0, torch.empty(4, 6)) is None  # not a bool out
+    assert _native.count(mask.t()) is None and _native.count(x) is None
+    assert _native.hits(x, mask[:1]) is None and _native.hits(x.t(), mask.t()) is None
+    assert _native.hits(x.half(), mask) is None
+
+    class Sub(Tensor):
+        pass
+
+    assert _native.equal(x.as_subclass(Sub), 0.0) is None
+    y = torch.randn(1, 1, 5, 5)
+    overhang = F.max_pool2d(y, 2, ceil_mode=True)  # 3x3 windows of which the last row and column overhang
+    assert _native.pool_ties(y, overhang, (2, 2), (2, 2)) is None
+    assert _native.pool_ties(y.transpose(-1, -2), F.max_pool2d(y, 2), (2, 2), (2, 2)) is None
+    assert _native.pool_ties(y[0, 0, 0], y[0, 0, 0], (2, 2), (2, 2)) is None  # one dimension
+
+    seen: list[bool] = []
+
+    def inside(t: Tensor) -> Tensor:
+        seen.append(_native.equal(t, 0.0) is None)
+        return t.sum()
+
+    torch.func.vmap(inside)(x)  # a torch.func wrapper has no storage of its own
+    assert seen == [True]
+
+
+def _network() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, bias=False),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 6),
+        nn.ReLU(),
+        nn.Linear(6, 3),
+    )
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_monitor_policy_and_certified_results_are_the_same_without_the_passes(
+    dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small CNN on sparse images (exact ReLU kinks, tied max-pool windows): the monitor's counts, the
+    gradients under a policy and the certified gradients are identical with and without the passes."""
+    model = _network().to(dtype)
+    g = torch.Generator().manual_seed(3)
+    x = (torch.rand(5, 1, 8, 8, generator=g) < 0.3).to(dtype) * torch.rand(5, 1, 8, 8, generator=g).to(dtype)
+    y = torch.randint(0, 3, (5,), generator=g)
+
+    def run() -> tuple[list[kinkgrad.KinkRecord], list[Tensor], list[Tensor]]:
+        model.zero_grad()
+        with kinkgrad.KinkMonitor(model) as monitor, kinkgrad.kink_policy(default=0.5, max_pool2d="split"):
+            F.cross_entropy(model(x), y).backward()
+        policy = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        model.zero_grad()
+        kinkgrad.clarke_backward(lambda: F.cross_entropy(model(x), y), model)
+        certified = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        return monitor.summary(), policy, certified
+
+    compiled = run()
+    assert sum(r.exact_kinks for r in compiled[0]) > 0
+    assert {r.op for r in compiled[0] if r.exact_kinks} == {"relu", "max_pool2d"}
+    monkeypatch.setattr(_native, "_kernels", None)
+    fallback = run()
+    assert compiled[0] == fallback[0]
+    for got, want in zip(compiled[1] + compiled[2], fallback[1] + fallback[2]):
+        assert torch.equal(got, want)
