@@ -4,11 +4,13 @@ PyTorch untouched outside."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch import Tensor
 
 import kinkgrad
 from kinkgrad import kink_policy
@@ -310,3 +312,95 @@ def test_kink_masks_without_comparisons_equal_the_comparison(
         assert _hit_mask(x[~expected], point) is None
     finally:
         torch.set_flush_denormal(False)
+
+
+_AWAY_CASES: dict[str, tuple[Callable[[Tensor], Tensor], list[float], list[float]]] = {
+    # name: (plain PyTorch call, kink points, points away from every kink)
+    "relu": (torch.relu, [0.0], [-1.0, 2.0]),
+    "abs": (torch.abs, [0.0], [-1.0, 2.0]),
+    "clamp": (lambda t: torch.clamp(t, 0.0, 1.5), [0.0, 1.5], [-1.0, 1.0, 2.0]),
+    "hardtanh": (F.hardtanh, [-1.0, 1.0], [-2.0, 0.5, 2.0]),
+    "leaky_relu": (F.leaky_relu, [0.0], [-1.0, 2.0]),
+    "relu6": (F.relu6, [0.0, 6.0], [-1.0, 3.0, 7.0]),
+    "hardsigmoid": (F.hardsigmoid, [-3.0, 3.0], [-4.0, 0.5, 4.0]),
+    "elu": (F.elu, [0.0], [-1.0, 2.0]),
+    "hardshrink": (F.hardshrink, [-0.5, 0.5], [-1.0, 0.25, 1.0]),
+    "threshold": (lambda t: F.threshold(t, 1.0, -2.0), [1.0], [0.0, 2.0]),
+}
+
+
+@pytest.mark.parametrize("mode", ["eager", "func.grad"])
+@pytest.mark.parametrize("name", list(_AWAY_CASES))
+def test_infinite_and_nan_cotangents_away_from_kinks_are_pytorchs(name: str, mode: str) -> None:
+    """Under a policy, entries away from every kink get exactly PyTorch's gradient even when their
+    cotangent is ±inf or NaN (a zero weight times inf is NaN: the rule must not multiply there), while
+    the kinks, hit in the same tensor with a finite cotangent, get the chosen slope."""
+    call, kinks, away = _AWAY_CASES[name]
+    points = kinks + away
+    x = torch.tensor(points * 5000, dtype=torch.float32)  # large enough for every eager path
+    at_kink = torch.tensor([p in kinks for p in points] * 5000)
+    wild = torch.tensor([torch.inf, -torch.inf, torch.nan, 2.5])
+    up = torch.where(at_kink, 1.5, wild.repeat(x.numel() // 4 + 1)[: x.numel()])
+
+    def loss(t: Tensor) -> Tensor:
+        return (call(t) * up).sum()
+
+    plain = torch.func.grad(loss)(x)
+    with kink_policy(default=0.5):
+        if mode == "eager":
+            leaf = x.clone().requires_grad_()
+            call(leaf).backward(up)
+            assert leaf.grad is not None
+            got = leaf.grad
+        else:
+            got = torch.func.grad(loss)(x)
+    torch.testing.assert_close(got[~at_kink], plain[~at_kink], rtol=0, atol=0, equal_nan=True)
+    left = torch.func.grad(loss)(x - 1e-4 * at_kink)[at_kink]
+    right = torch.func.grad(loss)(x + 1e-4 * at_kink)[at_kink]
+    torch.testing.assert_close(got[at_kink], 0.5 * left + 0.5 * right, rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("mode", ["eager", "func.grad"])
+@pytest.mark.parametrize("rule", ["last", "split"])
+@pytest.mark.parametrize("op", ["max_pool2d", "max"])
+def test_infinite_cotangents_of_untied_windows_are_pytorchs(op: str, rule: str, mode: str) -> None:
+    """Windows (and reduced rows) without a tie, whose cotangent is inf or NaN, get PyTorch's own
+    gradient, the whole cotangent at the maximum and 0 at every other entry, while a tied one in the same
+    call follows the rule. (Not ``amax``: PyTorch's own derivative there multiplies the cotangent by a
+    0/1 mask, so an infinite one gives NaN at the other entries.)"""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64)
+    x[0, 0, :2, :2] = 1.0  # one tied window (one tied row for the reductions)
+    calls: dict[str, Callable[[Tensor], Tensor]] = {
+        "max_pool2d": lambda t: F.max_pool2d(t, 2),
+        "max": lambda t: t.flatten(2).max(-1).values,
+    }
+    call = calls[op]
+    out = call(x)
+    tied = torch.zeros(out.shape, dtype=torch.bool)
+    tied.view(-1)[0] = True
+    wild = torch.tensor([torch.inf, -torch.inf, torch.nan], dtype=torch.float64)
+    up = torch.where(tied, 1.5, wild.repeat(out.numel())[: out.numel()].view(out.shape))
+
+    def loss(t: Tensor) -> Tensor:
+        return (call(t) * up).sum()
+
+    with kink_policy(**{op: rule}):
+        if mode == "eager":
+            leaf = x.clone().requires_grad_()
+            loss(leaf).backward()
+            assert leaf.grad is not None
+            got = leaf.grad
+        else:
+            got = torch.func.grad(loss)(x)
+    untied = torch.ones(x.shape, dtype=torch.bool)
+    untied[0, 0, : 2 if op == "max_pool2d" else 8, : 2 if op == "max_pool2d" else 8] = False
+    taken = torch.zeros_like(x).flatten(2)  # what PyTorch routes: the whole cotangent to the maximum
+    picked = F.max_pool2d(x, 2, return_indices=True)[1] if op == "max_pool2d" else None
+    if picked is None:
+        index = x.flatten(2).argmax(-1, keepdim=True)
+        taken.scatter_(-1, index, up.unsqueeze(-1))
+    else:
+        taken.scatter_(-1, picked.flatten(2), up.flatten(2))
+    torch.testing.assert_close(got[untied], taken.view(x.shape)[untied], rtol=0, atol=0, equal_nan=True)
+    assert not torch.isnan(got[~untied]).any()

@@ -80,6 +80,12 @@ def zero_tangent(x: Tensor) -> Tensor:
     return safe - safe.detach()
 
 
+def weighted(weights: Tensor, tangent: Tensor) -> Tensor:
+    """``weights · tangent``, with no cotangent reaching ``tangent`` where a weight is 0: there an
+    infinite cotangent times the zero weight would be NaN, where PyTorch's own derivative gives 0."""
+    return torch.where(weights != 0, weights * tangent, 0)
+
+
 def carry(value: Tensor, tangent: Tensor) -> Tensor:
     """``value``'s bits with ``tangent``'s derivative (``tangent`` must be exactly zero-valued)."""
     return value.detach() + signed_zero(tangent)

@@ -13,11 +13,19 @@
 #include <stdint.h>
 #include <string.h>
 
+/* On x86-64 Linux each pass is compiled twice, for AVX2 and for the baseline instruction set, and the
+ * loader picks the one the machine runs (GCC's target_clones). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CLONES
+#endif
+
 /* Counts are summed per block in 32-bit lanes (no overflow within a block), then into 64 bits. */
 #define BLOCK 4096
 
 #define EQUAL(NAME, T)                                                                          \
-    static int64_t NAME(const T *x, int64_t n, T point, uint8_t *out) {                        \
+    CLONES static int64_t NAME(const T *x, int64_t n, T point, uint8_t *out) {                        \
         int64_t total = 0;                                                                      \
         for (int64_t start = 0; start < n; start += BLOCK) {                                    \
             int64_t stop = start + BLOCK < n ? start + BLOCK : n;                               \
@@ -41,7 +49,7 @@ EQUAL(equal_f64, double)
  * smallest is never near). When that smallest is beyond tol, only the zeros are near and the second
  * pass, a float comparison, is skipped. */
 #define NEAR(NAME, T, I, ABS, MAG, INF)                                                         \
-    static int64_t NAME(const T *x, const I *bits, int64_t n, double rel) {                    \
+    CLONES static int64_t NAME(const T *x, const I *bits, int64_t n, double rel) {                    \
         I scale = 0, below = MAG;                                                               \
         int64_t zeros = 0;                                                                      \
         for (int64_t start = 0; start < n; start += BLOCK) {                                    \
@@ -79,7 +87,7 @@ NEAR(near_f64, double, int64_t, fabs, 0x7fffffffffffffff, 0x7ff0000000000000)
 
 /* Entries where mask (0/1 bytes) is set and g != 0 (NaN counts: it is not 0). */
 #define HITS(NAME, T)                                                                           \
-    static int64_t NAME(const T *g, const uint8_t *mask, int64_t n) {                          \
+    CLONES static int64_t NAME(const T *g, const uint8_t *mask, int64_t n) {                          \
         int64_t total = 0;                                                                      \
         for (int64_t start = 0; start < n; start += BLOCK) {                                    \
             int64_t stop = start + BLOCK < n ? start + BLOCK : n;                               \
@@ -93,8 +101,18 @@ NEAR(near_f64, double, int64_t, fabs, 0x7fffffffffffffff, 0x7ff0000000000000)
 HITS(hits_f32, float)
 HITS(hits_f64, double)
 
+/* In place: out[i] = slope * g[i] where mask[i] is set; every other entry is left as it is (so an
+ * infinite or NaN g there never reaches out, as it would through out + slope * g * mask). */
+#define PUT(NAME, T)                                                                            \
+    CLONES static void NAME(T *out, const T *g, const uint8_t *mask, int64_t n, T slope) {      \
+        for (int64_t i = 0; i < n; i++)                                                         \
+            out[i] = mask[i] ? slope * g[i] : out[i];                                           \
+    }
+PUT(put_f32, float)
+PUT(put_f64, double)
+
 /* True entries of a 0/1 byte mask. */
-static int64_t count_bytes(const uint8_t *mask, int64_t n) {
+CLONES static int64_t count_bytes(const uint8_t *mask, int64_t n) {
     int64_t total = 0;
     for (int64_t start = 0; start < n; start += BLOCK) {
         int64_t stop = start + BLOCK < n ? start + BLOCK : n;
@@ -110,7 +128,7 @@ static int64_t count_bytes(const uint8_t *mask, int64_t n) {
  * sh, sw, every window inside x. out[w] = 1 where value[w] is finite and equals two or more of window w's
  * entries. The 2x2, stride-2 case has its own loop, which the compiler vectorises. */
 #define TIES(NAME, T, ABS, MAX)                                                                 \
-    static int64_t NAME(const T *x, const T *value, int64_t planes, int64_t H, int64_t W,      \
+    CLONES static int64_t NAME(const T *x, const T *value, int64_t planes, int64_t H, int64_t W,      \
                         int64_t OH, int64_t OW, int64_t kh, int64_t kw, int64_t sh, int64_t sw, \
                         uint8_t *out) {                                                         \
         int64_t total = 0;                                                                      \
@@ -196,6 +214,22 @@ static PyObject *py_hits(PyObject *self, PyObject *args) {
     return PyLong_FromLongLong(r);
 }
 
+static PyObject *py_put(PyObject *self, PyObject *args) {
+    unsigned long long out, g, mask;
+    long long n;
+    double slope;
+    int wide;
+    if (!PyArg_ParseTuple(args, "KKKLdp", &out, &g, &mask, &n, &slope, &wide))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    if (wide)
+        put_f64((double *)out, (const double *)g, (const uint8_t *)mask, n, slope);
+    else
+        put_f32((float *)out, (const float *)g, (const uint8_t *)mask, n, (float)slope);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_count(PyObject *self, PyObject *args) {
     unsigned long long mask;
     long long n;
@@ -229,6 +263,7 @@ static PyMethodDef methods[] = {
     {"equal", py_equal, METH_VARARGS, "equal(x, n, point, out, wide) -> count: out = (x == point)"},
     {"near", py_near, METH_VARARGS, "near(x, n, rel, wide) -> count of |x| <= rel * max finite |x|"},
     {"hits", py_hits, METH_VARARGS, "hits(g, mask, n, wide) -> count of mask & (g != 0)"},
+    {"put", py_put, METH_VARARGS, "put(out, g, mask, n, slope, wide): out = slope * g where mask, in place"},
     {"count", py_count, METH_VARARGS, "count(mask, n) -> true entries of a 0/1 byte mask"},
     {"ties", py_ties, METH_VARARGS, "ties(x, value, planes, H, W, OH, OW, kh, kw, sh, sw, out, wide) -> count"},
     {NULL, NULL, 0, NULL},

@@ -21,7 +21,7 @@ try:
 except ImportError:  # built without a C compiler: every caller uses its PyTorch operators
     _kernels = None
 
-__all__ = ["available", "count", "equal", "hits", "near", "pool_ties"]
+__all__ = ["available", "count", "equal", "hits", "near", "pool_ties", "put"]
 
 _WIDE = {torch.float32: False, torch.float64: True}
 _PLAIN = (Tensor, nn.Parameter)
@@ -91,6 +91,25 @@ def hits(grad: Tensor, mask: Tensor) -> int | None:
         return None
     result: int = _kernels.hits(grad.data_ptr(), mask.data_ptr(), grad.numel(), wide)
     return result
+
+
+def put(out: Tensor, grad: Tensor, mask: Tensor, slope: float) -> bool:
+    """In place, ``out = slope * grad`` where the bool ``mask`` is true (``slope`` rounded to ``out``'s
+    dtype), every other entry untouched; all three of one shape, ``out`` not sharing ``grad``'s memory.
+    ``False``, changing nothing, where the pass does not apply."""
+    wide = _WIDE.get(out.dtype)
+    if (
+        _kernels is None
+        or wide is None
+        or grad.dtype != out.dtype
+        or mask.dtype != torch.bool
+        or not (out.shape == grad.shape == mask.shape)
+        or not (_flat(out) and _flat(grad) and _flat(mask))
+        or out.untyped_storage().data_ptr() == grad.untyped_storage().data_ptr()
+    ):
+        return False
+    _kernels.put(out.data_ptr(), grad.data_ptr(), mask.data_ptr(), out.numel(), float(slope), wide)
+    return True
 
 
 def pool_ties(x: Tensor, value: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...]) -> Tensor | None:

@@ -71,10 +71,11 @@ def _apply(
     differentiable input but ``x``; ``grad_from_output(grad, f(x))``: ``f``'s own backward computed
     from its output, 0 at the kinks, as ``relu``'s is).
 
-    At the kinks the surrogate is ``f(x - m·d) + signed_zero(s·m·d)`` with ``d = x - x.detach()``
-    (exactly 0, derivative 1), ``m`` the 0/1 kink mask and ``s`` the chosen slope: the first term has
-    ``f``'s value and derivative away from kinks and none at them, the second adds ``s`` at them and
-    adds exactly ``-0.0`` to the value. Arithmetic only (no ``where``), so compilers fuse it cheaply.
+    Under transforms the surrogate is ``f(x - d) + signed_zero(s·d)`` with ``d = where(m, x - x.detach(),
+    0)`` (exactly 0; derivative 1 at the kinks, where the mask ``m`` is true, and 0 elsewhere) and ``s``
+    the chosen slope: the first term has ``f``'s value and derivative away from kinks and none at them,
+    the second adds ``s`` at them and adds exactly ``-0.0`` to the value. The ``where`` also stops an
+    infinite cotangent away from the kinks, which would meet a zero slope there (``inf·0`` is NaN).
     When ``f``'s own derivative is 0 at its kinks (``grad_from_output`` given, as for ``relu``), the
     first term is ``f(x)`` itself.
     In plain eager autograd (no transform can be active there) a small ``autograd.Function`` does the
@@ -106,13 +107,11 @@ def _apply(
     elif lam is not None and hit:
         weights = [m.to(x.dtype) for m in masks]
         slope = sum((_slope(k, lam, x) * w for k, w in zip(kinks, weights)), torch.zeros((), dtype=x.dtype))
-        finite = torch.finfo(x.dtype).max
-        xc = x.clamp(-finite, finite)  # so that d is 0, not NaN, at ±inf
-        d = xc - xc.detach()
+        d = torch.where(mask, x - x.detach(), 0)  # (NaN at ±inf, which are never kinks: not chosen)
         if grad_from_output is not None:  # f's own derivative is 0 at its kinks: nothing to take off
             out = f(x) + signed_zero(slope * d)
         else:
-            out = f(x - sum(weights[1:], weights[0]) * d) + signed_zero(slope * d)
+            out = f(x - d) + signed_zero(slope * d)
     else:
         out = f(x)
     if watch is not None:
@@ -223,41 +222,24 @@ class _EagerRule(torch.autograd.Function):
         saved, *masks = ctx.saved_tensors
         create = torch.is_grad_enabled()  # double backward (create_graph=True): keep the graph
         if ctx.grad_from_output is not None:
-            out = ctx.grad_from_output(grad, saved)  # 0 at the kinks: add the slope's share there
-            for m, s in zip(masks, ctx.slopes):
-                out = _add_at_kinks(out, grad, m, s, create)
-            return out, None, None, None, None
-        with torch.enable_grad():
-            leaf = saved if create and saved.requires_grad else saved.detach().requires_grad_()
-            (out,) = torch.autograd.grad(ctx.f(leaf), leaf, grad, create_graph=create)
-        for m, s in zip(masks, ctx.slopes):  # out + m·(s·grad - out): s·grad at the kinks, out elsewhere
-            out = torch.addcmul(out, grad * s - out, m.view(torch.uint8))
+            out = ctx.grad_from_output(grad, saved)  # 0 at the kinks: the slope's share goes there
+        else:
+            with torch.enable_grad():
+                leaf = saved if create and saved.requires_grad else saved.detach().requires_grad_()
+                (out,) = torch.autograd.grad(ctx.f(leaf), leaf, grad, create_graph=create)
+        for m, s in zip(masks, ctx.slopes):
+            out = _put_at_kinks(out, grad, m, s, create)
         return out, None, None, None, None
 
 
-_SLICE = 2**15
-"""Elements per slice in :func:`_add_at_kinks`: the byte mask widened to float32 is then 128 KiB, which
-stays in cache and adds little to a training step's peak memory."""
-
-
-def _add_at_kinks(out: Tensor, grad: Tensor, mask: Tensor, slope: float, create: bool) -> Tensor:
-    """``out + slope·grad·mask``. Without a graph to keep, in place and in slices of :data:`_SLICE`
-    elements (flat when every tensor is contiguous, else whole rows of about that size): the byte mask is
-    widened to ``out``'s dtype on the way, and slices keep that copy small and in cache.
-    """
-    if create:
-        return torch.addcmul(out, grad, mask.view(torch.uint8), value=slope)
-    bits = mask.view(torch.uint8)
-    if out.numel() <= _SLICE or out.dim() == 0:
-        return out.addcmul_(grad, bits, value=slope)
-    grad = grad.expand_as(out)
-    if out.is_contiguous() and grad.is_contiguous() and bits.is_contiguous() and bits.shape == out.shape:
-        o, g, b = (t.view(-1).split(_SLICE) for t in (out, grad, bits))
-    else:
-        rows = max(1, out.shape[0] * _SLICE // out.numel())
-        o, g, b = (t.split(rows) for t in (out, grad, bits.expand_as(out)))
-    torch._foreach_addcmul_(o, g, b, value=slope)  # one call: the loop over slices runs in C++
-    return out
+def _put_at_kinks(out: Tensor, grad: Tensor, mask: Tensor, slope: float, create: bool) -> Tensor:
+    """``slope·grad`` where ``mask`` is true, ``out`` elsewhere: an infinite or NaN ``grad`` away from the
+    kinks never reaches ``out`` (as it would through ``out + slope·grad·mask``, where ``inf·0`` is NaN).
+    Without a graph to keep, in place on ``out`` in one compiled pass
+    (:func:`kinkgrad._native.put`) where it applies."""
+    if not create and _native.put(out, grad, mask, slope):
+        return out
+    return torch.where(mask, grad * slope, out)
 
 
 def _relu_grad(grad: Tensor, output: Tensor) -> Tensor:

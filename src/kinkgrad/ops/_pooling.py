@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kinkgrad import _native
-from kinkgrad._autodiff import Trace, needs_rule, trace_mode, zero_tangent
+from kinkgrad._autodiff import Trace, needs_rule, trace_mode, weighted, zero_tangent
 from kinkgrad._observe import active_observer
 from kinkgrad._policy import from_policy
 from kinkgrad._rules import Chooser, check_tie_rule, tie_weights
@@ -140,7 +140,8 @@ def _surrogate(
         return value
     tangents = windows(zero_tangent(input), 0.0)
     picked = sum(
-        (w[..., i] * tangent for i, tangent in enumerate(tangents[1:], start=1)), w[..., 0] * tangents[0]
+        (weighted(w[..., i], tangent) for i, tangent in enumerate(tangents[1:], start=1)),
+        weighted(w[..., 0], tangents[0]),
     )
     return _finite_where(value, picked)
 
@@ -191,13 +192,13 @@ class _EagerPoolRule(torch.autograd.Function):
 
         if ctx.rule == "split":
             share = grad / (size - count).to(grad.dtype)
-            for bit in range(size):
-                view(bit).addcmul_(share, 1 - ((others >> bit) & 1))
+            for bit in range(size):  # (masked, not multiplied by 0: an infinite share stays off the others)
+                view(bit).add_(share.masked_fill(((others >> bit) & 1).bool(), 0))
         else:  # "last": the last tied candidate of each window takes the whole gradient
             taken = torch.zeros_like(others)
             for bit in reversed(range(size)):
                 chosen = (1 - ((others >> bit) & 1)) * (1 - taken)
-                view(bit).addcmul_(grad, chosen)
+                view(bit).add_(torch.where(chosen.bool(), grad, 0))
                 taken |= chosen
         return grad_input, None, None, None, None, None
 

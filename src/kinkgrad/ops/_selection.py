@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from kinkgrad._autodiff import Trace, carry, needs_rule, trace_mode, zero_tangent
+from kinkgrad._autodiff import Trace, carry, needs_rule, trace_mode, weighted, zero_tangent
 from kinkgrad._observe import active_observer
 from kinkgrad._policy import from_policy
 from kinkgrad._rules import Chooser, check_tie_rule, tie_weights
@@ -81,7 +81,7 @@ def reduce_ties(
         else:
             w = tie_weights(flat, rule, input.dtype, _generator())
         if w is not None:
-            tangent = (w * zero_tangent(input).permute(rest + dims).flatten(len(rest))).sum(-1)
+            tangent = weighted(w, zero_tangent(input).permute(rest + dims).flatten(len(rest))).sum(-1)
             out = _finite_where(value, tangent.reshape(value.shape))
     if watch is not None:
         watch.report(name, out, hit, None)
