@@ -149,6 +149,7 @@ def machine() -> Machine:
     import torch
 
     import kinkgrad
+    from kinkgrad import _native
 
     rev = _source_revision()
     return Machine(
@@ -156,7 +157,8 @@ def machine() -> Machine:
         cores=os.cpu_count() or 1,
         torch_threads=torch.get_num_threads(),
         torch=torch.__version__,
-        kinkgrad=f"{kinkgrad.__version__} (git {rev})" if rev else kinkgrad.__version__,
+        kinkgrad=(f"{kinkgrad.__version__} (git {rev})" if rev else kinkgrad.__version__)
+        + ("" if _native.available() else ", without its compiled passes"),
         python=platform.python_version(),
         platform=platform.platform(),
     )

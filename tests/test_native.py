@@ -112,6 +112,19 @@ def test_hits_count_nonzero_cotangents_at_the_mask(dtype: torch.dtype, size: int
     assert _native.hits(g, mask) == int(((g != 0) & mask).sum())
 
 
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("slope", [0.5, -0.0, 1e-3])
+def test_put_writes_slope_times_grad_at_the_mask_only(dtype: torch.dtype, size: int, slope: float) -> None:
+    g = _data(size, dtype, 0.0, seed=size + 3)
+    out = _data(size, dtype, 1.0, seed=size + 4)
+    mask = torch.rand(size, generator=torch.Generator().manual_seed(size)) < 0.5
+    expected = torch.where(mask, g * slope, out)
+    assert _native.put(out, g, mask, slope)
+    # bit for bit: NaN payloads, the sign of zeros and infinities included
+    assert torch.equal(out.view(torch.uint8), expected.view(torch.uint8))
+
+
 def _ties_oracle(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int]) -> Tensor:
     value = F.max_pool2d(x, kernel, stride)
     windows = x.unfold(-2, kernel[0], stride[0]).unfold(-2, kernel[1], stride[1])
@@ -158,6 +171,8 @@ def test_passes_decline_where_they_do_not_apply() -> None:
     assert _native.count(mask.t()) is None and _native.count(x) is None
     assert _native.hits(x, mask[:1]) is None and _native.hits(x.t(), mask.t()) is None
     assert _native.hits(x.half(), mask) is None
+    assert not _native.put(x, x, mask, 0.5)  # out sharing grad's memory
+    assert not _native.put(x, x.clone()[:, :3], mask, 0.5) and not _native.put(x.half(), x.half(), mask, 0.5)
 
     class Sub(Tensor):
         pass

@@ -10,6 +10,7 @@ import sys
 import torch
 
 import kinkgrad
+from kinkgrad import _native
 
 
 def _version(dist: str) -> str:
@@ -29,6 +30,7 @@ def environment() -> dict[str, str]:
     """
     return {
         "kinkgrad": kinkgrad.__version__,
+        "kinkgrad_compiled_passes": "yes" if _native.available() else "no (built without a C compiler)",
         "torch": torch.__version__,
         "numpy": _version("numpy"),
         "jax": _version("jax"),

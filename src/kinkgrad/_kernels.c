@@ -102,14 +102,20 @@ HITS(hits_f32, float)
 HITS(hits_f64, double)
 
 /* In place: out[i] = slope * g[i] where mask[i] is set; every other entry is left as it is (so an
- * infinite or NaN g there never reaches out, as it would through out + slope * g * mask). */
-#define PUT(NAME, T)                                                                            \
-    CLONES static void NAME(T *out, const T *g, const uint8_t *mask, int64_t n, T slope) {      \
-        for (int64_t i = 0; i < n; i++)                                                         \
-            out[i] = mask[i] ? slope * g[i] : out[i];                                           \
+ * infinite or NaN g there never reaches out, as it would through out + slope * g * mask). The choice is
+ * a select on the bits (out is read as integers of the float's width), which vectorises. */
+#define PUT(NAME, T, I)                                                                         \
+    CLONES static void NAME(I *restrict out, const T *restrict g, const uint8_t *restrict mask,  \
+                            int64_t n, T slope) {                                               \
+        for (int64_t i = 0; i < n; i++) {                                                       \
+            T put = slope * g[i];                                                               \
+            I bits, chosen = -(I)mask[i];                                                       \
+            memcpy(&bits, &put, sizeof bits);                                                   \
+            out[i] = (bits & chosen) | (out[i] & ~chosen);                                      \
+        }                                                                                       \
     }
-PUT(put_f32, float)
-PUT(put_f64, double)
+PUT(put_f32, float, int32_t)
+PUT(put_f64, double, int64_t)
 
 /* True entries of a 0/1 byte mask. */
 CLONES static int64_t count_bytes(const uint8_t *mask, int64_t n) {
@@ -223,9 +229,9 @@ static PyObject *py_put(PyObject *self, PyObject *args) {
         return NULL;
     Py_BEGIN_ALLOW_THREADS
     if (wide)
-        put_f64((double *)out, (const double *)g, (const uint8_t *)mask, n, slope);
+        put_f64((int64_t *)out, (const double *)g, (const uint8_t *)mask, n, slope);
     else
-        put_f32((float *)out, (const float *)g, (const uint8_t *)mask, n, (float)slope);
+        put_f32((int32_t *)out, (const float *)g, (const uint8_t *)mask, n, (float)slope);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }

@@ -105,7 +105,7 @@ def put(out: Tensor, grad: Tensor, mask: Tensor, slope: float) -> bool:
         or mask.dtype != torch.bool
         or not (out.shape == grad.shape == mask.shape)
         or not (_flat(out) and _flat(grad) and _flat(mask))
-        or out.untyped_storage().data_ptr() == grad.untyped_storage().data_ptr()
+        or (out.numel() > 0 and out.untyped_storage().data_ptr() == grad.untyped_storage().data_ptr())
     ):
         return False
     _kernels.put(out.data_ptr(), grad.data_ptr(), mask.data_ptr(), out.numel(), float(slope), wide)

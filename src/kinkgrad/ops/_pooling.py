@@ -190,15 +190,25 @@ class _EagerPoolRule(torch.autograd.Function):
         def view(bit: int) -> Tensor:
             return ctx.windows(grad_input, 0.0)[bit] if fresh else views[bit]
 
+        finite = bool(torch.isfinite(grad).all())
+
+        def add(bit: int, values: Tensor, weight: Tensor) -> None:
+            """``view(bit) += values·weight`` for 0/1 ``weight``; masked rather than multiplied where a
+            value is not finite (``inf·0`` is NaN, and the other candidates must get 0)."""
+            if finite:
+                view(bit).addcmul_(values, weight)
+            else:
+                view(bit).add_(torch.where(weight.bool(), values, 0))
+
         if ctx.rule == "split":
             share = grad / (size - count).to(grad.dtype)
-            for bit in range(size):  # (masked, not multiplied by 0: an infinite share stays off the others)
-                view(bit).add_(share.masked_fill(((others >> bit) & 1).bool(), 0))
+            for bit in range(size):
+                add(bit, share, 1 - ((others >> bit) & 1))
         else:  # "last": the last tied candidate of each window takes the whole gradient
             taken = torch.zeros_like(others)
             for bit in reversed(range(size)):
                 chosen = (1 - ((others >> bit) & 1)) * (1 - taken)
-                view(bit).add_(torch.where(chosen.bool(), grad, 0))
+                add(bit, grad, chosen)
                 taken |= chosen
         return grad_input, None, None, None, None, None
 
