@@ -43,12 +43,28 @@ def _flat(t: Tensor) -> bool:
     )
 
 
+def _wide(data: Tensor, *same: Tensor, masks: tuple[Tensor, ...] = ()) -> bool | None:
+    """Whether ``data`` is float64 (else float32), when a pass can read it, the tensors ``same`` (of its
+    dtype) and the bool ``masks`` directly (every one plain, contiguous and on the CPU); ``None`` when
+    it cannot, or when the passes were not built."""
+    wide = _WIDE.get(data.dtype)
+    if (
+        _kernels is None
+        or wide is None
+        or any(t.dtype != data.dtype for t in same)
+        or any(m.dtype != torch.bool for m in masks)
+        or not all(_flat(t) for t in (data, *same, *masks))
+    ):
+        return None
+    return wide
+
+
 def equal(x: Tensor, point: float, out: Tensor | None = None) -> tuple[Tensor, int] | None:
     """The bool mask ``x == point`` (``point`` rounded to ``x``'s dtype), written into ``out`` (shaped
     like ``x``; default: a new tensor), and how many of its entries are true; ``None``, writing nothing,
     where the pass does not apply."""
-    wide = _WIDE.get(x.dtype)
-    if _kernels is None or wide is None or not _flat(x):
+    wide = _wide(x)
+    if wide is None:
         return None
     if out is None:
         out = torch.empty(x.shape, dtype=torch.bool)
@@ -70,8 +86,8 @@ def near(offset: Tensor, rel: float) -> int | None:
     """Entries with ``|offset| <= tol``, where ``tol = rel * s`` rounded to ``offset``'s dtype and ``s`` is
     the largest finite ``|offset|`` (0 when there is none); NaN is never near. ``None`` where the pass
     does not apply."""
-    wide = _WIDE.get(offset.dtype)
-    if _kernels is None or wide is None or not _flat(offset):
+    wide = _wide(offset)
+    if wide is None:
         return None
     result: int = _kernels.near(offset.data_ptr(), offset.numel(), float(rel), wide)
     return result
@@ -80,14 +96,8 @@ def near(offset: Tensor, rel: float) -> int | None:
 def hits(grad: Tensor, mask: Tensor) -> int | None:
     """Entries where the bool ``mask`` is true and ``grad`` is nonzero (NaN included), for ``mask`` of
     ``grad``'s shape; ``None`` where the pass does not apply."""
-    wide = _WIDE.get(grad.dtype)
-    if (
-        _kernels is None
-        or wide is None
-        or mask.dtype != torch.bool
-        or mask.shape != grad.shape
-        or not (_flat(grad) and _flat(mask))
-    ):
+    wide = _wide(grad, masks=(mask,))
+    if wide is None or mask.shape != grad.shape:
         return None
     result: int = _kernels.hits(grad.data_ptr(), mask.data_ptr(), grad.numel(), wide)
     return result
@@ -97,14 +107,10 @@ def put(out: Tensor, grad: Tensor, mask: Tensor, slope: float) -> bool:
     """In place, ``out = slope * grad`` where the bool ``mask`` is true (``slope`` rounded to ``out``'s
     dtype), every other entry untouched; all three of one shape, ``out`` not sharing ``grad``'s memory.
     ``False``, changing nothing, where the pass does not apply."""
-    wide = _WIDE.get(out.dtype)
+    wide = _wide(out, grad, masks=(mask,))
     if (
-        _kernels is None
-        or wide is None
-        or grad.dtype != out.dtype
-        or mask.dtype != torch.bool
+        wide is None
         or not (out.shape == grad.shape == mask.shape)
-        or not (_flat(out) and _flat(grad) and _flat(mask))
         or (out.numel() > 0 and out.untyped_storage().data_ptr() == grad.untyped_storage().data_ptr())
     ):
         return False
@@ -116,23 +122,14 @@ def pool_ties(x: Tensor, value: Tensor, kernel: tuple[int, ...], stride: tuple[i
     """For ``value``, the max-pool of ``x`` (``[..., H, W]``) by ``kernel`` windows at ``stride`` with no
     padding or dilation: the bool mask, shaped like ``value``, of windows whose finite maximum is attained
     twice or more. ``None`` where the pass does not apply (windows that overhang the input included)."""
-    wide = _WIDE.get(x.dtype)
-    if (
-        _kernels is None
-        or wide is None
-        or value.dtype != x.dtype
-        or x.dim() < 2
-        or value.dim() != x.dim()
-        or len(kernel) != 2
-        or len(stride) != 2
-    ):
+    wide = _wide(x, value)
+    if wide is None or x.dim() < 2 or value.dim() != x.dim() or len(kernel) != 2 or len(stride) != 2:
         return None
     (kh, kw), (sh, sw) = kernel, stride
     (h, w), (oh, ow) = x.shape[-2:], value.shape[-2:]
     planes = value.numel() // max(oh * ow, 1)
     if (
-        not (_flat(x) and _flat(value))
-        or x.shape[:-2] != value.shape[:-2]
+        x.shape[:-2] != value.shape[:-2]
         or min(kh, kw, sh, sw) < 1
         or (oh and (oh - 1) * sh + kh > h)
         or (ow and (ow - 1) * sw + kw > w)
