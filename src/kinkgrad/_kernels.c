@@ -13,8 +13,12 @@
 #include <stdint.h>
 #include <string.h>
 
-/* On x86-64 Linux each pass is compiled twice, for AVX2 and for the baseline instruction set, and the
- * loader picks the one the machine runs (GCC's target_clones). */
+#if defined(_MSC_VER) && !defined(__clang__)
+#define restrict __restrict
+#endif
+
+/* On x86-64 Linux a pass marked CLONES is compiled twice, for AVX2 and for the baseline instruction
+ * set, and the loader picks the one the machine runs (GCC's target_clones). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define CLONES __attribute__((target_clones("avx2", "default")))
 #else
@@ -24,20 +28,20 @@
 /* Counts are summed per block in 32-bit lanes (no overflow within a block), then into 64 bits. */
 #define BLOCK 4096
 
-#define EQUAL(NAME, T)                                                                          \
-    CLONES static int64_t NAME(const T *x, int64_t n, T point, uint8_t *out) {                        \
-        int64_t total = 0;                                                                      \
-        for (int64_t start = 0; start < n; start += BLOCK) {                                    \
-            int64_t stop = start + BLOCK < n ? start + BLOCK : n;                               \
-            uint32_t count = 0;                                                                 \
-            for (int64_t i = start; i < stop; i++) {                                            \
-                uint8_t e = x[i] == point;                                                      \
-                out[i] = e;                                                                     \
-                count += e;                                                                     \
-            }                                                                                   \
-            total += count;                                                                     \
-        }                                                                                       \
-        return total;                                                                           \
+#define EQUAL(NAME, T)                                                                                  \
+    CLONES static int64_t NAME(const T *x, int64_t n, T point, uint8_t *out) {                          \
+        int64_t total = 0;                                                                              \
+        for (int64_t start = 0; start < n; start += BLOCK) {                                            \
+            int64_t stop = start + BLOCK < n ? start + BLOCK : n;                                       \
+            uint32_t count = 0;                                                                         \
+            for (int64_t i = start; i < stop; i++) {                                                    \
+                uint8_t e = x[i] == point;                                                              \
+                out[i] = e;                                                                             \
+                count += e;                                                                             \
+            }                                                                                           \
+            total += count;                                                                             \
+        }                                                                                               \
+        return total;                                                                                   \
     }
 EQUAL(equal_f32, float)
 EQUAL(equal_f64, double)
@@ -48,55 +52,55 @@ EQUAL(equal_f64, double)
  * one, masked so that 0 maps to the largest value; NaN maps above inf, which is harmless: an infinite
  * smallest is never near). When that smallest is beyond tol, only the zeros are near and the second
  * pass, a float comparison, is skipped. */
-#define NEAR(NAME, T, I, ABS, MAG, INF)                                                         \
-    CLONES static int64_t NAME(const T *x, const I *bits, int64_t n, double rel) {                    \
-        I scale = 0, below = MAG;                                                               \
-        int64_t zeros = 0;                                                                      \
-        for (int64_t start = 0; start < n; start += BLOCK) {                                    \
-            int64_t stop = start + BLOCK < n ? start + BLOCK : n;                               \
-            I count = 0;                                                                        \
-            for (int64_t i = start; i < stop; i++) {                                            \
-                I a = bits[i] & MAG;                                                            \
-                I finite = a < INF ? a : 0;                                                     \
-                I candidate = (a - 1) & MAG;                                                    \
-                scale = finite > scale ? finite : scale;                                        \
-                below = candidate < below ? candidate : below;                                  \
-                count += a == 0;                                                                \
-            }                                                                                   \
-            zeros += count;                                                                     \
-        }                                                                                       \
-        T scale_value, smallest;                                                                \
-        I smallest_bits = below + 1;                                                            \
-        memcpy(&scale_value, &scale, sizeof scale);                                             \
-        memcpy(&smallest, &smallest_bits, sizeof smallest);                                     \
-        T tol = (T)((double)scale_value * rel);                                                 \
-        if (below == MAG || smallest > tol)                                                     \
-            return zeros;                                                                       \
-        int64_t total = 0;                                                                      \
-        for (int64_t start = 0; start < n; start += BLOCK) {                                    \
-            int64_t stop = start + BLOCK < n ? start + BLOCK : n;                               \
-            uint32_t count = 0;                                                                 \
-            for (int64_t i = start; i < stop; i++)                                              \
-                count += ABS(x[i]) <= tol;                                                      \
-            total += count;                                                                     \
-        }                                                                                       \
-        return total;                                                                           \
+#define NEAR(NAME, T, I, ABS, MAG, INF)                                                                 \
+    CLONES static int64_t NAME(const T *x, const I *bits, int64_t n, double rel) {                      \
+        I scale = 0, below = MAG;                                                                       \
+        int64_t zeros = 0;                                                                              \
+        for (int64_t start = 0; start < n; start += BLOCK) {                                            \
+            int64_t stop = start + BLOCK < n ? start + BLOCK : n;                                       \
+            I count = 0;                                                                                \
+            for (int64_t i = start; i < stop; i++) {                                                    \
+                I a = bits[i] & MAG;                                                                    \
+                I finite = a < INF ? a : 0;                                                             \
+                I candidate = (a - 1) & MAG;                                                            \
+                scale = finite > scale ? finite : scale;                                                \
+                below = candidate < below ? candidate : below;                                          \
+                count += a == 0;                                                                        \
+            }                                                                                           \
+            zeros += count;                                                                             \
+        }                                                                                               \
+        T scale_value, smallest;                                                                        \
+        I smallest_bits = below + 1;                                                                    \
+        memcpy(&scale_value, &scale, sizeof scale);                                                     \
+        memcpy(&smallest, &smallest_bits, sizeof smallest);                                             \
+        T tol = (T)((double)scale_value * rel);                                                         \
+        if (below == MAG || smallest > tol)                                                             \
+            return zeros;                                                                               \
+        int64_t total = 0;                                                                              \
+        for (int64_t start = 0; start < n; start += BLOCK) {                                            \
+            int64_t stop = start + BLOCK < n ? start + BLOCK : n;                                       \
+            uint32_t count = 0;                                                                         \
+            for (int64_t i = start; i < stop; i++)                                                      \
+                count += ABS(x[i]) <= tol;                                                              \
+            total += count;                                                                             \
+        }                                                                                               \
+        return total;                                                                                   \
     }
 NEAR(near_f32, float, int32_t, fabsf, 0x7fffffff, 0x7f800000)
 NEAR(near_f64, double, int64_t, fabs, 0x7fffffffffffffff, 0x7ff0000000000000)
 
 /* Entries where mask (0/1 bytes) is set and g != 0 (NaN counts: it is not 0). */
-#define HITS(NAME, T)                                                                           \
-    CLONES static int64_t NAME(const T *g, const uint8_t *mask, int64_t n) {                          \
-        int64_t total = 0;                                                                      \
-        for (int64_t start = 0; start < n; start += BLOCK) {                                    \
-            int64_t stop = start + BLOCK < n ? start + BLOCK : n;                               \
-            uint32_t count = 0;                                                                 \
-            for (int64_t i = start; i < stop; i++)                                              \
-                count += (uint8_t)(g[i] != 0) & mask[i];                                        \
-            total += count;                                                                     \
-        }                                                                                       \
-        return total;                                                                           \
+#define HITS(NAME, T)                                                                                   \
+    CLONES static int64_t NAME(const T *g, const uint8_t *mask, int64_t n) {                            \
+        int64_t total = 0;                                                                              \
+        for (int64_t start = 0; start < n; start += BLOCK) {                                            \
+            int64_t stop = start + BLOCK < n ? start + BLOCK : n;                                       \
+            uint32_t count = 0;                                                                         \
+            for (int64_t i = start; i < stop; i++)                                                      \
+                count += (uint8_t)(g[i] != 0) & mask[i];                                                \
+            total += count;                                                                             \
+        }                                                                                               \
+        return total;                                                                                   \
     }
 HITS(hits_f32, float)
 HITS(hits_f64, double)
@@ -104,15 +108,15 @@ HITS(hits_f64, double)
 /* In place: out[i] = slope * g[i] where mask[i] is set; every other entry is left as it is (so an
  * infinite or NaN g there never reaches out, as it would through out + slope * g * mask). The choice is
  * a select on the bits (out is read as integers of the float's width), which vectorises. */
-#define PUT(NAME, T, I)                                                                         \
-    CLONES static void NAME(I *restrict out, const T *restrict g, const uint8_t *restrict mask,  \
-                            int64_t n, T slope) {                                               \
-        for (int64_t i = 0; i < n; i++) {                                                       \
-            T put = slope * g[i];                                                               \
-            I bits, chosen = -(I)mask[i];                                                       \
-            memcpy(&bits, &put, sizeof bits);                                                   \
-            out[i] = (bits & chosen) | (out[i] & ~chosen);                                      \
-        }                                                                                       \
+#define PUT(NAME, T, I)                                                                                 \
+    CLONES static void NAME(I *restrict out, const T *restrict g, const uint8_t *restrict mask,         \
+                            int64_t n, T slope) {                                                       \
+        for (int64_t i = 0; i < n; i++) {                                                               \
+            T put = slope * g[i];                                                                       \
+            I bits, chosen = -(I)mask[i];                                                               \
+            memcpy(&bits, &put, sizeof bits);                                                           \
+            out[i] = (bits & chosen) | (out[i] & ~chosen);                                              \
+        }                                                                                               \
     }
 PUT(put_f32, float, int32_t)
 PUT(put_f64, double, int64_t)
@@ -134,43 +138,43 @@ CLONES static int64_t count_bytes(const uint8_t *mask, int64_t n) {
  * sh, sw, every window inside x. out[w] = 1 where value[w] is finite and equals two or more of window w's
  * entries. The 2x2, stride-2 case has its own loop, which the compiler vectorises (one build only: the
  * AVX2 one was measured slower on a CNN's 28-wide rows, 0.58 against 0.45 ns per input entry). */
-#define TIES(NAME, T, ABS, MAX)                                                                 \
-    static int64_t NAME(const T *x, const T *value, int64_t planes, int64_t H, int64_t W,      \
-                        int64_t OH, int64_t OW, int64_t kh, int64_t kw, int64_t sh, int64_t sw, \
-                        uint8_t *out) {                                                         \
-        int64_t total = 0;                                                                      \
-        for (int64_t p = 0; p < planes; p++) {                                                  \
-            for (int64_t oh = 0; oh < OH; oh++) {                                               \
-                const T *row = x + (p * H + oh * sh) * W;                                       \
-                const T *v = value + (p * OH + oh) * OW;                                        \
-                uint8_t *o = out + (p * OH + oh) * OW;                                          \
-                uint32_t count = 0;                                                             \
-                if (kh == 2 && kw == 2 && sw == 2) {                                            \
-                    const T *next = row + W;                                                    \
-                    for (int64_t ow = 0; ow < OW; ow++) {                                       \
-                        T m = v[ow];                                                            \
-                        int c = (row[2 * ow] == m) + (row[2 * ow + 1] == m) +                   \
-                                (next[2 * ow] == m) + (next[2 * ow + 1] == m);                  \
-                        uint8_t t = (uint8_t)(c >= 2) & (uint8_t)(ABS(m) <= MAX);               \
-                        o[ow] = t;                                                              \
-                        count += t;                                                             \
-                    }                                                                           \
-                } else {                                                                        \
-                    for (int64_t ow = 0; ow < OW; ow++) {                                       \
-                        T m = v[ow];                                                            \
-                        int c = 0;                                                              \
-                        for (int64_t i = 0; i < kh; i++)                                        \
-                            for (int64_t j = 0; j < kw; j++)                                    \
-                                c += row[i * W + ow * sw + j] == m;                             \
-                        uint8_t t = (uint8_t)(c >= 2) & (uint8_t)(ABS(m) <= MAX);               \
-                        o[ow] = t;                                                              \
-                        count += t;                                                             \
-                    }                                                                           \
-                }                                                                               \
-                total += count;                                                                 \
-            }                                                                                   \
-        }                                                                                       \
-        return total;                                                                           \
+#define TIES(NAME, T, ABS, MAX)                                                                         \
+    static int64_t NAME(const T *x, const T *value, int64_t planes, int64_t H, int64_t W,               \
+                        int64_t OH, int64_t OW, int64_t kh, int64_t kw, int64_t sh, int64_t sw,         \
+                        uint8_t *out) {                                                                 \
+        int64_t total = 0;                                                                              \
+        for (int64_t p = 0; p < planes; p++) {                                                          \
+            for (int64_t oh = 0; oh < OH; oh++) {                                                       \
+                const T *row = x + (p * H + oh * sh) * W;                                               \
+                const T *v = value + (p * OH + oh) * OW;                                                \
+                uint8_t *o = out + (p * OH + oh) * OW;                                                  \
+                uint32_t count = 0;                                                                     \
+                if (kh == 2 && kw == 2 && sw == 2) {                                                    \
+                    const T *next = row + W;                                                            \
+                    for (int64_t ow = 0; ow < OW; ow++) {                                               \
+                        T m = v[ow];                                                                    \
+                        int c = (row[2 * ow] == m) + (row[2 * ow + 1] == m) +                           \
+                                (next[2 * ow] == m) + (next[2 * ow + 1] == m);                          \
+                        uint8_t t = (uint8_t)(c >= 2) & (uint8_t)(ABS(m) <= MAX);                       \
+                        o[ow] = t;                                                                      \
+                        count += t;                                                                     \
+                    }                                                                                   \
+                } else {                                                                                \
+                    for (int64_t ow = 0; ow < OW; ow++) {                                               \
+                        T m = v[ow];                                                                    \
+                        int c = 0;                                                                      \
+                        for (int64_t i = 0; i < kh; i++)                                                \
+                            for (int64_t j = 0; j < kw; j++)                                            \
+                                c += row[i * W + ow * sw + j] == m;                                     \
+                        uint8_t t = (uint8_t)(c >= 2) & (uint8_t)(ABS(m) <= MAX);                       \
+                        o[ow] = t;                                                                      \
+                        count += t;                                                                     \
+                    }                                                                                   \
+                }                                                                                       \
+                total += count;                                                                         \
+            }                                                                                           \
+        }                                                                                               \
+        return total;                                                                                   \
     }
 TIES(ties_f32, float, fabsf, FLT_MAX)
 TIES(ties_f64, double, fabs, DBL_MAX)
