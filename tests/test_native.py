@@ -178,6 +178,7 @@ def test_passes_decline_where_they_do_not_apply() -> None:
         pass
 
     assert _native.equal(x.as_subclass(Sub), 0.0) is None
+    assert _native.near(torch._neg_view(x), 1e-6) is None  # its memory holds -x
     y = torch.randn(1, 1, 5, 5)
     overhang = F.max_pool2d(y, 2, ceil_mode=True)  # 3x3 windows of which the last row and column overhang
     assert _native.pool_ties(y, overhang, (2, 2), (2, 2)) is None

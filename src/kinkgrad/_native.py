@@ -33,12 +33,13 @@ def available() -> bool:
 
 
 def _flat(t: Tensor) -> bool:
-    """A plain, contiguous CPU tensor whose memory the passes may read directly (not a subclass, nor a
-    ``torch.func`` wrapper, which has no storage of its own)."""
+    """A plain, contiguous CPU tensor whose memory holds its values as they are: not a subclass, nor a
+    ``torch.func`` wrapper (which has no storage of its own), nor a lazily negated view."""
     return (
         type(t) in _PLAIN
         and t.device.type == "cpu"
         and t.is_contiguous()
+        and not t.is_neg()
         and not torch._C._functorch.is_functorch_wrapped_tensor(t)
     )
 
