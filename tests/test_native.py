@@ -125,6 +125,19 @@ def test_put_writes_slope_times_grad_at_the_mask_only(dtype: torch.dtype, size: 
     assert torch.equal(out.view(torch.uint8), expected.view(torch.uint8))
 
 
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("size", SIZES)
+def test_relu_backward_is_thresholds_with_the_slope_at_the_mask(dtype: torch.dtype, size: int) -> None:
+    x = _data(size, dtype, 0.0, seed=size + 5)
+    y = torch.relu(x)
+    g = _data(size, dtype, 1.0, seed=size + 6)
+    mask = x == 0
+    expected = torch.where(mask, g * 0.25, torch.ops.aten.threshold_backward(g, y, 0))
+    got = _native.relu_backward(g, y, mask, 0.25)
+    assert got is not None
+    assert torch.equal(got.view(torch.uint8), expected.view(torch.uint8))  # bit for bit
+
+
 def _ties_oracle(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int]) -> Tensor:
     value = F.max_pool2d(x, kernel, stride)
     windows = x.unfold(-2, kernel[0], stride[0]).unfold(-2, kernel[1], stride[1])
@@ -172,6 +185,10 @@ def test_passes_decline_where_they_do_not_apply() -> None:
     assert _native.hits(x, mask[:1]) is None and _native.hits(x.t(), mask.t()) is None
     assert _native.hits(x.half(), mask) is None
     assert not _native.put(x, x, mask, 0.5)  # out sharing grad's memory
+    assert (
+        _native.relu_backward(x, x.t(), mask, 0.5) is None
+        and _native.relu_backward(x, x, mask.t(), 0.5) is None
+    )
     assert not _native.put(x, x.clone()[:, :3], mask, 0.5) and not _native.put(x.half(), x.half(), mask, 0.5)
 
     class Sub(Tensor):

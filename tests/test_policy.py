@@ -331,7 +331,7 @@ _AWAY_CASES: dict[str, tuple[Callable[[Tensor], Tensor], list[float], list[float
 
 @pytest.mark.parametrize("mode", ["eager", "func.grad"])
 @pytest.mark.parametrize("name", list(_AWAY_CASES))
-def test_infinite_and_nan_cotangents_away_from_kinks_are_pytorchs(name: str, mode: str) -> None:
+def test_infinite_and_nan_cotangents_away_from_kinks_are_pytorchs(name: str, mode: str, passes: str) -> None:
     """Under a policy, entries away from every kink get exactly PyTorch's gradient even when their
     cotangent is ±inf or NaN (a zero weight times inf is NaN: the rule must not multiply there), while
     the kinks, hit in the same tensor with a finite cotangent, get the chosen slope."""
@@ -363,7 +363,9 @@ def test_infinite_and_nan_cotangents_away_from_kinks_are_pytorchs(name: str, mod
 @pytest.mark.parametrize("mode", ["eager", "func.grad"])
 @pytest.mark.parametrize("rule", ["last", "split"])
 @pytest.mark.parametrize("op", ["max_pool2d", "max"])
-def test_infinite_cotangents_of_untied_windows_are_pytorchs(op: str, rule: str, mode: str) -> None:
+def test_infinite_cotangents_of_untied_windows_are_pytorchs(
+    op: str, rule: str, mode: str, passes: str
+) -> None:
     """Windows (and reduced rows) without a tie, whose cotangent is inf or NaN, get PyTorch's own
     gradient, the whole cotangent at the maximum and 0 at every other entry, while a tied one in the same
     call follows the rule. (Not ``amax``: PyTorch's own derivative there multiplies the cotangent by a

@@ -121,6 +121,23 @@ HITS(hits_f64, double)
 PUT(put_f32, float, int32_t)
 PUT(put_f64, double, int64_t)
 
+/* relu's backward with a chosen slope at its kinks, in one pass: out[i] = slope * g[i] where mask[i] is
+ * set, else PyTorch's threshold_backward(g, y, 0): 0 where y[i] <= 0, g[i] elsewhere (NaN y included).
+ * Selects on the bits, as in PUT. */
+#define RELU_BACKWARD(NAME, T, I)                                                                       \
+    CLONES static void NAME(I *restrict out, const T *restrict g, const T *restrict y,                  \
+                            const uint8_t *restrict mask, int64_t n, T slope) {                         \
+        for (int64_t i = 0; i < n; i++) {                                                               \
+            T put = slope * g[i], own = g[i];                                                           \
+            I put_bits, own_bits, chosen = -(I)mask[i], passed = -(I)!(y[i] <= 0);                      \
+            memcpy(&put_bits, &put, sizeof put_bits);                                                   \
+            memcpy(&own_bits, &own, sizeof own_bits);                                                   \
+            out[i] = (put_bits & chosen) | (own_bits & passed & ~chosen);                               \
+        }                                                                                               \
+    }
+RELU_BACKWARD(relu_backward_f32, float, int32_t)
+RELU_BACKWARD(relu_backward_f64, double, int64_t)
+
 /* True entries of a 0/1 byte mask. */
 CLONES static int64_t count_bytes(const uint8_t *mask, int64_t n) {
     int64_t total = 0;
@@ -241,6 +258,24 @@ static PyObject *py_put(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *py_relu_backward(PyObject *self, PyObject *args) {
+    unsigned long long out, g, y, mask;
+    long long n;
+    double slope;
+    int wide;
+    if (!PyArg_ParseTuple(args, "KKKKLdp", &out, &g, &y, &mask, &n, &slope, &wide))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    if (wide)
+        relu_backward_f64((int64_t *)out, (const double *)g, (const double *)y, (const uint8_t *)mask, n,
+                          slope);
+    else
+        relu_backward_f32((int32_t *)out, (const float *)g, (const float *)y, (const uint8_t *)mask, n,
+                          (float)slope);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static PyObject *py_count(PyObject *self, PyObject *args) {
     unsigned long long mask;
     long long n;
@@ -275,6 +310,8 @@ static PyMethodDef methods[] = {
     {"near", py_near, METH_VARARGS, "near(x, n, rel, wide) -> count of |x| <= rel * max finite |x|"},
     {"hits", py_hits, METH_VARARGS, "hits(g, mask, n, wide) -> count of mask & (g != 0)"},
     {"put", py_put, METH_VARARGS, "put(out, g, mask, n, slope, wide): out = slope * g where mask, in place"},
+    {"relu_backward", py_relu_backward, METH_VARARGS,
+     "relu_backward(out, g, y, mask, n, slope, wide): slope * g where mask, else g where y > 0, else 0"},
     {"count", py_count, METH_VARARGS, "count(mask, n) -> true entries of a 0/1 byte mask"},
     {"ties", py_ties, METH_VARARGS, "ties(x, value, planes, H, W, OH, OW, kh, kw, sh, sw, out, wide) -> count"},
     {NULL, NULL, 0, NULL},

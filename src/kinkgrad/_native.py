@@ -21,7 +21,7 @@ try:
 except ImportError:  # built without a C compiler: every caller uses its PyTorch operators
     _kernels = None
 
-__all__ = ["available", "count", "equal", "hits", "near", "pool_ties", "put"]
+__all__ = ["available", "count", "equal", "hits", "near", "pool_ties", "put", "relu_backward"]
 
 _WIDE = {torch.float32: False, torch.float64: True}
 _PLAIN = (Tensor, nn.Parameter)
@@ -117,6 +117,20 @@ def put(out: Tensor, grad: Tensor, mask: Tensor, slope: float) -> bool:
         return False
     _kernels.put(out.data_ptr(), grad.data_ptr(), mask.data_ptr(), out.numel(), float(slope), wide)
     return True
+
+
+def relu_backward(grad: Tensor, output: Tensor, mask: Tensor, slope: float) -> Tensor | None:
+    """relu's backward with ``slope`` at its kinks: ``slope * grad`` where the bool ``mask`` is true, else
+    PyTorch's ``threshold_backward(grad, output, 0)`` (0 where ``output <= 0``, ``grad`` elsewhere), in a
+    new tensor; ``None`` where the pass does not apply."""
+    wide = _wide(grad, output, masks=(mask,))
+    if wide is None or not (grad.shape == output.shape == mask.shape):
+        return None
+    out = torch.empty(grad.shape, dtype=grad.dtype)
+    _kernels.relu_backward(
+        out.data_ptr(), grad.data_ptr(), output.data_ptr(), mask.data_ptr(), grad.numel(), float(slope), wide
+    )
+    return out
 
 
 def pool_ties(x: Tensor, value: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...]) -> Tensor | None:

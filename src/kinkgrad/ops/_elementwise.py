@@ -226,6 +226,10 @@ class _EagerRule(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         saved, *masks = ctx.saved_tensors
         create = torch.is_grad_enabled()  # double backward (create_graph=True): keep the graph
+        if ctx.grad_from_output is _relu_grad and len(masks) == 1 and not create:
+            fused = _native.relu_backward(grad, saved, masks[0], ctx.slopes[0])  # (both steps, one pass)
+            if fused is not None:
+                return fused, None, None, None, None
         if ctx.grad_from_output is not None:
             out = ctx.grad_from_output(grad, saved)  # 0 at the kinks: the slope's share goes there
         else:
