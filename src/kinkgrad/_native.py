@@ -37,7 +37,7 @@ def _flat(t: Tensor) -> bool:
     ``torch.func`` wrapper (which has no storage of its own), nor a lazily negated view."""
     return (
         type(t) in _PLAIN
-        and t.device.type == "cpu"
+        and t.is_cpu
         and t.is_contiguous()
         and not t.is_neg()
         and not torch._C._functorch.is_functorch_wrapped_tensor(t)
@@ -47,16 +47,16 @@ def _flat(t: Tensor) -> bool:
 def _wide(data: Tensor, *same: Tensor, masks: tuple[Tensor, ...] = ()) -> bool | None:
     """Whether ``data`` is float64 (else float32), when a pass can read it, the tensors ``same`` (of its
     dtype) and the bool ``masks`` directly (every one plain, contiguous and on the CPU); ``None`` when
-    it cannot, or when the passes were not built."""
+    it cannot, or when the passes were not built. (Plain loops: this runs on every routed call.)"""
     wide = _WIDE.get(data.dtype)
-    if (
-        _kernels is None
-        or wide is None
-        or any(t.dtype != data.dtype for t in same)
-        or any(m.dtype != torch.bool for m in masks)
-        or not all(_flat(t) for t in (data, *same, *masks))
-    ):
+    if _kernels is None or wide is None or not _flat(data):
         return None
+    for t in same:
+        if t.dtype != data.dtype or not _flat(t):
+            return None
+    for m in masks:
+        if m.dtype != torch.bool or not _flat(m):
+            return None
     return wide
 
 
