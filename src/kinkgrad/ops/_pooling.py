@@ -102,18 +102,22 @@ def _resolve(
     mode = trace_mode(input)
     if (mode is Trace.NONE and watch is None) or input.numel() == 0:
         return value
-    views = windows(input, -math.inf)
+    # "first" is PyTorch's own choice (the first maximum in window order; non-finite windows as
+    # PyTorch has them): its own derivatives, under every transform, already take it
+    applies = rule is not None and rule != "first"
     if mode is Trace.ALWAYS and watch is None:  # a transform builds the rule everywhere: no need to look
-        return value if rule in (None, "first") else _surrogate(name, input, value, views, windows, rule)
-    eager = _eager_rule(rule, mode, input, value, views)
+        return _surrogate(name, input, value, windows(input, -math.inf), windows, rule) if applies else value
+    views = windows(input, -math.inf) if applies else None  # (cut lazily: often only ties() needs looking)
+    eager = views is not None and _eager_rule(rule, mode, input, value, views)
     hit = None if eager or ties is None or mode is Trace.ALWAYS else ties()
     if hit is None:
+        if views is None:
+            views = windows(input, -math.inf)
         count, others = _not_max(views, value, positions=eager, reuse=mode is not Trace.ALWAYS)
         hit = _tied(count, len(views))
     out = value
-    # "first" is PyTorch's own choice (the first maximum in window order; non-finite windows as
-    # PyTorch has them): its own derivatives, under every transform, already take it
-    if rule is not None and rule != "first" and needs_rule(mode, hit):
+    if applies and needs_rule(mode, hit):
+        assert views is not None
         if eager:
             out = _EagerPoolRule.apply(input, value.detach(), others, count, rule, windows)
         else:
