@@ -24,6 +24,27 @@ def test_the_extension_is_built() -> None:
     assert _native.available()
 
 
+def test_a_build_of_another_version_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An install not rebuilt since ``_kernels.c`` changed: a warning, and PyTorch operators instead."""
+    import importlib
+    import sys
+    import types
+
+    stale = types.ModuleType("kinkgrad._kernels")
+    stale.VERSION = _native._VERSION - 1  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "kinkgrad._kernels", stale)
+    monkeypatch.delattr(kinkgrad, "_kernels", raising=False)
+    try:
+        with pytest.warns(RuntimeWarning, match="reinstalled"):
+            importlib.reload(_native)
+        assert not _native.available()
+        assert _native.equal(torch.zeros(3), 0.0) is None
+    finally:
+        monkeypatch.undo()
+        importlib.reload(_native)
+    assert _native.available()
+
+
 def _specials(dtype: torch.dtype, point: float) -> Tensor:
     p = torch.tensor(point, dtype=dtype)
     inf = torch.tensor(torch.inf, dtype=dtype)

@@ -13,12 +13,26 @@ runs its PyTorch operators, which give the same answer.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
+
+_VERSION = 1
+"""The version of ``_kernels.c`` this module calls (its ``VERSION``)."""
 
 try:
     from kinkgrad import _kernels  # type: ignore[attr-defined]
 except ImportError:  # built without a C compiler: every caller uses its PyTorch operators
+    _kernels = None
+if _kernels is not None and getattr(_kernels, "VERSION", None) != _VERSION:
+    warnings.warn(
+        "kinkgrad's compiled passes were built from another version of src/kinkgrad/_kernels.c; they are "
+        "not used (kinkgrad runs the same computations as PyTorch operators, more slowly) until kinkgrad "
+        "is reinstalled: `pip install -e .`, or `make` in a checkout",
+        RuntimeWarning,
+        stacklevel=2,
+    )
     _kernels = None
 
 __all__ = ["available", "count", "equal", "hits", "near", "pool_ties", "put", "relu_backward"]
