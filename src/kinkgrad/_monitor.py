@@ -252,8 +252,12 @@ class KinkMonitor:
     def __init__(self, model: nn.Module | None = None, near_ulps: float = 4) -> None:
         if model is not None and not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module or None, got {type(model).__name__}")
-        if isinstance(near_ulps, bool) or not isinstance(near_ulps, (int, float)) or not near_ulps >= 0:
-            raise ValueError(f"near_ulps must be a number >= 0, got {near_ulps!r}")
+        if (
+            isinstance(near_ulps, bool)
+            or not isinstance(near_ulps, (int, float))
+            or not 0 <= near_ulps < math.inf  # (an infinite band times a zero scale is NaN)
+        ):
+            raise ValueError(f"near_ulps must be a finite number >= 0, got {near_ulps!r}")
         self.model = model
         self.near_ulps = float(near_ulps)
         self._step = 0

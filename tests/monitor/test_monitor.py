@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -183,8 +185,9 @@ def test_nested_monitors_both_count_near_kinks() -> None:
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="near_ulps"):
-        KinkMonitor(near_ulps=-1)
+    for bad in (-1, math.inf, math.nan):
+        with pytest.raises(ValueError, match="near_ulps must be a finite number"):
+            KinkMonitor(near_ulps=bad)
     with pytest.raises(TypeError, match="Module"):
         KinkMonitor(model="features")  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match=r"torch\.distributed"):
