@@ -114,3 +114,18 @@ def test_lambda_outside_unit_interval_warns_once() -> None:
         warnings.simplefilter("error")
         ops.relu(x, at_kink=-0.75).sum().backward()  # the same value again: no second warning
     assert x.grad is not None and x.grad.tolist() == [-0.75, -0.75]
+
+
+def test_sparse_inputs_are_a_clear_error_not_a_silent_derivative() -> None:
+    """A kink rule needs the dense input (the kink mask): a sparse tensor inside a policy or a monitor is
+    refused with a message naming the layout and what to do; outside them PyTorch runs as always."""
+    x = torch.tensor([[0.0, 1.0], [-1.0, 0.0]]).to_sparse().requires_grad_()
+    assert torch.relu(x).layout == torch.sparse_coo
+    for context in (kink_policy(default=0.5), kinkgrad.KinkMonitor()):
+        with (
+            pytest.raises(NotImplementedError, match=r"relu got a tensor of layout torch\.sparse_coo"),
+            context,
+        ):
+            torch.relu(x)
+    with kink_policy(topk="first"):  # a policy that does not route relu leaves it alone
+        assert torch.relu(x).layout == torch.sparse_coo

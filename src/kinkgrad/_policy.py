@@ -239,7 +239,21 @@ class _PolicyMode(TorchFunctionMode):
         choice = None if policy is None else policy.choice(*route.names(args, kwargs))
         if choice is None and active_observer() is None:
             return func(*args, **kwargs)
+        _require_strided(func, args, kwargs)
         return route.call(choice, args, kwargs)
+
+
+def _require_strided(func: Any, args: Any, kwargs: Any) -> None:
+    """kinkgrad's kink rules read dense tensors: a sparse (or other non-strided) input is a clear error,
+    not a derivative silently left to PyTorch."""
+    for a in (*args, *kwargs.values()):
+        if isinstance(a, torch.Tensor) and a.layout != torch.strided:
+            name = getattr(func, "__name__", None) or str(func)
+            raise NotImplementedError(
+                f"{name} got a tensor of layout {a.layout} inside a kink policy or monitor; kinkgrad's kink "
+                "rules support dense (torch.strided) tensors only: call .to_dense() first, or run this op "
+                "outside the policy"
+            )
 
 
 def _inside_kinkgrad_op() -> bool:
