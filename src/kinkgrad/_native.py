@@ -78,13 +78,11 @@ def equal(x: Tensor, point: float, out: Tensor | None = None) -> tuple[Tensor, i
     """The bool mask ``x == point`` (``point`` rounded to ``x``'s dtype), written into ``out`` (shaped
     like ``x``; default: a new tensor), and how many of its entries are true; ``None``, writing nothing,
     where the pass does not apply."""
-    wide = _wide(x)
-    if wide is None:
+    wide = _wide(x) if out is None else _wide(x, masks=(out,))
+    if wide is None or (out is not None and out.shape != x.shape):
         return None
     if out is None:
         out = torch.empty(x.shape, dtype=torch.bool)
-    elif out.dtype != torch.bool or out.shape != x.shape or not _flat(out):
-        return None
     hits: int = _kernels.equal(x.data_ptr(), x.numel(), float(point), out.data_ptr(), wide)
     return out, hits
 
