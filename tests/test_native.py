@@ -177,7 +177,10 @@ def _ties_oracle(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int]) ->
         ((1, 2), (1, 2)),
     ],
 )
-@pytest.mark.parametrize("shape", [(2, 3, 9, 10), (4, 8, 7), (1, 1, 3, 3)])
+# widths that leave the 2x2 SIMD loop 0 to 3 windows of a row: 2x2 windows on rows 10, 7, 3, 28, 12, 4 wide
+@pytest.mark.parametrize(
+    "shape", [(2, 3, 9, 10), (4, 8, 7), (1, 1, 3, 3), (2, 3, 6, 28), (1, 2, 4, 12), (1, 1, 3, 4)]
+)
 def test_pool_ties_are_the_windows_with_two_finite_maxima(
     dtype: torch.dtype, kernel: tuple[int, int], stride: tuple[int, int], shape: tuple[int, ...]
 ) -> None:

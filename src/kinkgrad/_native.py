@@ -18,7 +18,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-_VERSION = 1
+_VERSION = 2
 """The version of ``_kernels.c`` this module calls (its ``VERSION``)."""
 
 try:
