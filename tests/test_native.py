@@ -115,6 +115,38 @@ def test_near_counts_within_the_tolerance_of_the_scale(dtype: torch.dtype, size:
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("flush_denormal", [False, True])
+def test_equal_span_is_the_comparison_at_zero_and_its_span_counts_near_entries(
+    dtype: torch.dtype, size: int, flush_denormal: bool
+) -> None:
+    """The mask and count of ``x == 0``, and from the span, for any tolerance, the count of :func:`near`:
+    on random data with the special values, on data where only one block holds near entries (the other
+    blocks are skipped), and on data with no finite, no nonzero or only NaN nonzero entries; also with
+    denormals flushed, where PyTorch's ``==`` and ``<=`` read subnormals as 0."""
+    eps = torch.finfo(dtype).eps
+    cases = [_data(size, dtype, 0.0, seed=size + 9), _data(size, dtype, 1e-3, seed=size + 10)]
+    sparse = torch.ones(size, dtype=dtype)
+    sparse[size // 2 :: 5000] = 3 * eps  # near at 4 ulps, in one or two blocks
+    sparse[::7000] = 0.0
+    cases.append(sparse)
+    for values in ([0.0, -0.0], [0.0, torch.nan, torch.nan], [torch.inf, -torch.inf, 0.0], [torch.nan]):
+        cases.append(torch.tensor(values, dtype=dtype).repeat(max(size // len(values), 1)))
+    torch.set_flush_denormal(flush_denormal)
+    try:
+        for x in cases:
+            fused = _native.equal_span(x)
+            assert fused is not None
+            mask, hits, span = fused
+            expected = x == 0
+            assert torch.equal(mask, expected) and hits == int(expected.sum()) == span.zeros
+            for rel in (0.0, 4 * eps, 1e6 * eps, 1.0, 1e300):
+                assert span.near(rel) == _near_oracle(x, rel), rel
+    finally:
+        torch.set_flush_denormal(False)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
 def test_near_without_finite_entries_or_without_nonzero_ones(dtype: torch.dtype) -> None:
     rel = 4 * torch.finfo(dtype).eps
     for values in ([torch.nan, torch.inf, -torch.inf], [0.0, -0.0, torch.nan], [0.0, 0.0], [torch.nan]):
@@ -192,9 +224,11 @@ def test_pool_ties_are_the_windows_with_two_finite_maxima(
     flat[3::11] = torch.nan
     flat[5::13] = -torch.inf
     value = F.max_pool2d(x, kernel, stride)
-    tied = _native.pool_ties(x, value, kernel, stride)
-    assert tied is not None
+    fused = _native.pool_ties(x, value, kernel, stride)
+    assert fused is not None
+    tied, count = fused
     assert torch.equal(tied, _ties_oracle(x, kernel, stride))
+    assert count == int(tied.sum())
 
 
 def test_passes_decline_where_they_do_not_apply() -> None:
@@ -202,6 +236,7 @@ def test_passes_decline_where_they_do_not_apply() -> None:
     mask = x > 0
     for other in (x.t(), x.half(), x.bfloat16(), x.to(torch.int32), x[:, ::2]):
         assert _native.equal(other, 0.0) is None
+        assert _native.equal_span(other) is None
         assert _native.near(other, 1e-6) is None
     assert _native.equal(x, 0.0, torch.empty(3, dtype=torch.bool)) is None  # out of another shape
     assert _native.equal(x, 0.0, torch.empty(4, 6)) is None  # not a bool out

@@ -291,10 +291,12 @@ def test_eager_rule_on_tensors_larger_than_a_slice(shape: tuple[int, ...], upstr
 def test_kink_masks_without_comparisons_equal_the_comparison(
     dtype: torch.dtype, point: float, flush_denormal: bool, passes: str
 ) -> None:
-    """The eager kink masks (a cast of ``x`` or of ``x - point``, or a comparison near 0) are exactly
-    ``x == point``: at the point, at its neighbouring values, at ±0, subnormals, ±inf and NaN; also with
-    denormals flushed, where PyTorch's own ``==`` reads subnormal inputs as 0."""
-    from kinkgrad.ops._elementwise import _at, _hit_mask
+    """The eager kink masks (a cast of ``x`` or of ``x - point``, a comparison near 0, or the compiled
+    passes, which also count them) are exactly ``x == point``: at the point, at its neighbouring values,
+    at ±0, subnormals, ±inf and NaN; also with denormals flushed, where PyTorch's own ``==`` reads
+    subnormal inputs as 0."""
+    from kinkgrad._autodiff import Trace
+    from kinkgrad.ops._elementwise import Kink, _hit_mask, _observed_masks
 
     p = torch.tensor(point, dtype=dtype)
     inf = torch.tensor(torch.inf, dtype=dtype)
@@ -306,7 +308,9 @@ def test_kink_masks_without_comparisons_equal_the_comparison(
     torch.set_flush_denormal(flush_denormal)
     try:
         expected = x == point
-        assert torch.equal(_at(x, point), expected)
+        (observed,), exact, _ = _observed_masks(x, [Kink(point, 0.0, 1.0)], Trace.EAGER)
+        assert torch.equal(observed, expected)
+        assert exact is None or exact == int(expected.sum())
         hit = _hit_mask(x, point)
         assert hit is not None and torch.equal(hit, expected)
         assert _hit_mask(x[~expected], point) is None

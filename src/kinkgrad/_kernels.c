@@ -94,6 +94,62 @@ EQUAL(equal_f64, double)
 NEAR(near_f32, float, int32_t, fabsf, 0x7fffffff, 0x7f800000)
 NEAR(near_f64, double, int64_t, fabs, 0x7fffffffffffffff, 0x7ff0000000000000)
 
+/* The mask x == 0 (as EQUAL at 0: a float comparison, so that flushed denormals compare as PyTorch's do)
+ * together with what the first pass of NEAR takes from x, in the same pass: the bits of the largest finite
+ * |x|, and for each block the bits of its smallest nonzero |x| less one, masked (MAG when there is none;
+ * NaN maps above inf). NEAR_BLOCKS then counts the entries near 0 for any tolerance by reading only the
+ * blocks that hold one. */
+#define EQUAL_SPAN(NAME, T, I, MAG, INF)                                                                \
+    CLONES static int64_t NAME(const T *x, const I *bits, int64_t n, uint8_t *out, I *largest,         \
+                               I *minima) {                                                             \
+        I scale = 0;                                                                                    \
+        int64_t total = 0;                                                                              \
+        for (int64_t start = 0; start < n; start += BLOCK) {                                            \
+            int64_t stop = start + BLOCK < n ? start + BLOCK : n;                                       \
+            uint32_t count = 0;                                                                         \
+            I below = MAG;                                                                              \
+            for (int64_t i = start; i < stop; i++) {                                                    \
+                I a = bits[i] & MAG;                                                                    \
+                I finite = a < INF ? a : 0;                                                             \
+                I candidate = (a - 1) & MAG;                                                            \
+                uint8_t e = x[i] == 0;                                                                  \
+                scale = finite > scale ? finite : scale;                                                \
+                below = candidate < below ? candidate : below;                                          \
+                out[i] = e;                                                                             \
+                count += e;                                                                             \
+            }                                                                                           \
+            minima[start / BLOCK] = below;                                                              \
+            total += count;                                                                             \
+        }                                                                                               \
+        *largest = scale;                                                                               \
+        return total;                                                                                   \
+    }
+EQUAL_SPAN(equal_span_f32, float, int32_t, 0x7fffffff, 0x7f800000)
+EQUAL_SPAN(equal_span_f64, double, int64_t, 0x7fffffffffffffff, 0x7ff0000000000000)
+
+/* After EQUAL_SPAN: the entries with |x| <= tol, tol = (T)(largest * rel) as in NEAR, that EQUAL_SPAN
+ * did not count as zeros, read in the blocks whose smallest nonzero |x| is within tol only (compared as
+ * bits: NaN never is). */
+#define NEAR_BLOCKS(NAME, T, I, ABS)                                                                    \
+    static int64_t NAME(const T *x, int64_t n, I largest, double rel, const I *minima) {                \
+        T scale_value, tol;                                                                             \
+        memcpy(&scale_value, &largest, sizeof largest);                                                 \
+        tol = (T)((double)scale_value * rel);                                                           \
+        I tol_bits;                                                                                     \
+        memcpy(&tol_bits, &tol, sizeof tol);                                                            \
+        int64_t total = 0;                                                                              \
+        for (int64_t start = 0; start < n; start += BLOCK) {                                            \
+            if (!(minima[start / BLOCK] < tol_bits))                                                    \
+                continue;                                                                               \
+            int64_t stop = start + BLOCK < n ? start + BLOCK : n;                                       \
+            for (int64_t i = start; i < stop; i++)                                                      \
+                total += ABS(x[i]) <= tol && x[i] != 0;                                                 \
+        }                                                                                               \
+        return total;                                                                                   \
+    }
+NEAR_BLOCKS(near_blocks_f32, float, int32_t, fabsf)
+NEAR_BLOCKS(near_blocks_f64, double, int64_t, fabs)
+
 /* Entries where mask (0/1 bytes) is set and g != 0 (NaN counts: it is not 0). */
 #define HITS(NAME, T)                                                                                   \
     CLONES static int64_t NAME(const T *g, const uint8_t *mask, int64_t n) {                            \
@@ -269,6 +325,42 @@ static PyObject *py_equal(PyObject *self, PyObject *args) {
     return PyLong_FromLongLong(r);
 }
 
+/* Returns (count, bits of the largest finite |x|); minima receives one integer of x's width per block. */
+static PyObject *py_equal_span(PyObject *self, PyObject *args) {
+    unsigned long long x, out, minima;
+    long long n;
+    int wide;
+    if (!PyArg_ParseTuple(args, "KLKKp", &x, &n, &out, &minima, &wide))
+        return NULL;
+    int64_t r, largest;
+    Py_BEGIN_ALLOW_THREADS
+    if (wide) {
+        r = equal_span_f64((const double *)x, (const int64_t *)x, n, (uint8_t *)out, &largest,
+                           (int64_t *)minima);
+    } else {
+        int32_t top;
+        r = equal_span_f32((const float *)x, (const int32_t *)x, n, (uint8_t *)out, &top, (int32_t *)minima);
+        largest = top;
+    }
+    Py_END_ALLOW_THREADS
+    return Py_BuildValue("LL", (long long)r, (long long)largest);
+}
+
+static PyObject *py_near_blocks(PyObject *self, PyObject *args) {
+    unsigned long long x, minima;
+    long long n, largest;
+    double rel;
+    int wide;
+    if (!PyArg_ParseTuple(args, "KLLdKp", &x, &n, &largest, &rel, &minima, &wide))
+        return NULL;
+    int64_t r;
+    Py_BEGIN_ALLOW_THREADS
+    r = wide ? near_blocks_f64((const double *)x, n, (int64_t)largest, rel, (const int64_t *)minima)
+             : near_blocks_f32((const float *)x, n, (int32_t)largest, rel, (const int32_t *)minima);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLongLong(r);
+}
+
 static PyObject *py_near(PyObject *self, PyObject *args) {
     unsigned long long x;
     long long n;
@@ -363,6 +455,10 @@ static PyObject *py_ties(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"equal", py_equal, METH_VARARGS, "equal(x, n, point, out, wide) -> count: out = (x == point)"},
+    {"equal_span", py_equal_span, METH_VARARGS,
+     "equal_span(x, n, out, minima, wide) -> (count, bits of largest finite |x|): out = (x == 0)"},
+    {"near_blocks", py_near_blocks, METH_VARARGS,
+     "near_blocks(x, n, largest, rel, minima, wide) -> nonzero entries with |x| <= rel * largest"},
     {"near", py_near, METH_VARARGS, "near(x, n, rel, wide) -> count of |x| <= rel * max finite |x|"},
     {"hits", py_hits, METH_VARARGS, "hits(g, mask, n, wide) -> count of mask & (g != 0)"},
     {"put", py_put, METH_VARARGS, "put(out, g, mask, n, slope, wide): out = slope * g where mask, in place"},
@@ -378,7 +474,7 @@ static struct PyModuleDef module = {
 
 /* Bumped with every change to a function's arguments or meaning: kinkgrad/_native.py ignores a build of
  * another version (an install not rebuilt since the source changed) and uses PyTorch operators. */
-#define VERSION 2
+#define VERSION 3
 
 PyMODINIT_FUNC PyInit__kernels(void) {
     PyObject *m = PyModule_Create(&module);

@@ -318,40 +318,50 @@ class KinkMonitor:
         where = _location(caller)
         return f"{path} @ {where}" if path else where
 
-    def report(self, op: str, output: Tensor, kinks: Tensor, offset: Tensor | None) -> None:
-        """Count one op call (called by the ops through :mod:`kinkgrad._observe`)."""
+    def report(
+        self,
+        op: str,
+        output: Tensor,
+        kinks: Tensor,
+        offset: Tensor | None,
+        exact: int | None = None,
+        span: _native.Span | None = None,
+    ) -> None:
+        """Count one op call (called by the ops, with the arguments described in :mod:`kinkgrad._observe`)."""
         outer = self._outer[-1] if self._outer else None
         if _transformed():
             if outer is not None:
-                outer.report(op, output, kinks, offset)
+                outer.report(op, output, kinks, offset, exact, span)
             return
         with torch._C.DisableTorchFunction():  # our own arithmetic is not routed or reported
             key = (self._site(), op, self._step)
             kinks = kinks.detach()
             repeat = _expanded(kinks, output)
-            exact = _count(kinks)
+            hits: Count = _count(kinks) if exact is None else exact
             if repeat != 1:
-                exact = exact * repeat
-            near: Count = exact
+                hits = hits * repeat
+            near: Count = hits
             if offset is not None and offset.numel() > 0:
-                near = self._near(offset.detach(), exact)
+                near = self._near(offset.detach(), hits, span)
             with self._lock:
                 tally = self._tallies.get(key)
                 if tally is None:
                     tally = self._tallies[key] = _Tally()
                 tally.calls += 1
                 tally.elements += output.numel()
-                tally.exact_kinks += exact
+                tally.exact_kinks += hits
                 tally.near_kinks += near
-            if output.requires_grad and not (isinstance(exact, int) and exact == 0):
+            if output.requires_grad and not (isinstance(hits, int) and hits == 0):
                 output.register_hook(self._cotangent_hook(tally, kinks))
         if outer is not None:
-            outer.report(op, output, kinks, offset)
+            outer.report(op, output, kinks, offset, exact, span)
 
-    def _near(self, offset: Tensor, exact: Count) -> Count:
-        """Entries with ``|offset| <= k·ε·s`` (see the class docstring): one or two compiled passes
-        (:func:`kinkgrad._native.near`) where they apply. Otherwise counted on the CPU with float
-        kernels and casts into reused buffers, several times cheaper there than ``<=`` comparisons.
+    def _near(self, offset: Tensor, exact: Count, span: _native.Span | None = None) -> Count:
+        """Entries with ``|offset| <= k·ε·s`` (see the class docstring): from the ``span`` the op took of
+        the offset in its own pass where it gave one (reading only the blocks that hold a near entry),
+        else one or two compiled passes (:func:`kinkgrad._native.near`) where they apply; otherwise
+        counted on the CPU with float kernels and casts into reused buffers, several times cheaper there
+        than ``<=`` comparisons.
 
         With no exact kink (the usual case away from sparse data), one ``abs`` pass and one ``aminmax``
         give the scale and the smallest distance; when that is beyond the tolerance, nothing is near and
@@ -359,6 +369,8 @@ class KinkMonitor:
         the signed offsets, with no ``abs`` pass. Then ``hardshrink`` keeps exactly the offsets beyond
         the tolerance (NaN included) nonzero, and those are counted."""
         eps = self.near_ulps * torch.finfo(offset.dtype).eps
+        if span is not None:
+            return span.near(eps)
         fused = _native.near(offset, eps)
         if fused is not None:
             return fused

@@ -18,7 +18,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-_VERSION = 2
+_VERSION = 3
 """The version of ``_kernels.c`` this module calls (its ``VERSION``)."""
 
 try:
@@ -35,7 +35,18 @@ if _kernels is not None and getattr(_kernels, "VERSION", None) != _VERSION:
     )
     _kernels = None
 
-__all__ = ["available", "count", "equal", "hits", "near", "pool_ties", "put", "relu_backward"]
+__all__ = [
+    "Span",
+    "available",
+    "count",
+    "equal",
+    "equal_span",
+    "hits",
+    "near",
+    "pool_ties",
+    "put",
+    "relu_backward",
+]
 
 _WIDE = {torch.float32: False, torch.float64: True}
 _PLAIN = (Tensor, nn.Parameter)
@@ -85,6 +96,47 @@ def equal(x: Tensor, point: float, out: Tensor | None = None) -> tuple[Tensor, i
         out = torch.empty(x.shape, dtype=torch.bool)
     hits: int = _kernels.equal(x.data_ptr(), x.numel(), float(point), out.data_ptr(), wide)
     return out, hits
+
+
+class Span:
+    """What one pass of :func:`equal_span` learnt of ``|x|``: its zeros, its largest finite entry, and the
+    smallest nonzero entry of each block of 4096, so that :meth:`near` counts the entries near 0 reading
+    only the few blocks that hold one."""
+
+    __slots__ = ("_largest", "_minima", "_wide", "_x", "zeros")
+
+    def __init__(self, x: Tensor, zeros: int, largest: int, minima: Tensor, wide: bool) -> None:
+        self._x, self.zeros, self._largest, self._minima, self._wide = x, zeros, largest, minima, wide
+
+    def near(self, rel: float) -> int:
+        """Entries with ``|x| <= tol``, as :func:`near`: ``tol = rel * s`` rounded to ``x``'s dtype, ``s``
+        the largest finite ``|x|`` (0 when there is none); NaN is never near."""
+        inside: int = _kernels.near_blocks(
+            self._x.data_ptr(),
+            self._x.numel(),
+            self._largest,
+            float(rel),
+            self._minima.data_ptr(),
+            self._wide,
+        )
+        return self.zeros + inside
+
+
+_BLOCK = 4096
+"""Entries per block of the passes (``BLOCK`` in ``_kernels.c``)."""
+
+
+def equal_span(x: Tensor) -> tuple[Tensor, int, Span] | None:
+    """The bool mask ``x == 0`` in a new tensor, how many of its entries are true, and the :class:`Span`
+    of ``|x|`` from the same pass (``x`` must not change while the span is used); ``None`` where the pass
+    does not apply."""
+    wide = _wide(x)
+    if wide is None:
+        return None
+    out = torch.empty(x.shape, dtype=torch.bool)
+    minima = torch.empty(-(-x.numel() // _BLOCK), dtype=torch.int64 if wide else torch.int32)
+    zeros, largest = _kernels.equal_span(x.data_ptr(), x.numel(), out.data_ptr(), minima.data_ptr(), wide)
+    return out, zeros, Span(x, zeros, largest, minima, wide)
 
 
 def count(mask: Tensor) -> int | None:
@@ -145,10 +197,13 @@ def relu_backward(grad: Tensor, output: Tensor, mask: Tensor, slope: float) -> T
     return out
 
 
-def pool_ties(x: Tensor, value: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...]) -> Tensor | None:
+def pool_ties(
+    x: Tensor, value: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...]
+) -> tuple[Tensor, int] | None:
     """For ``value``, the max-pool of ``x`` (``[..., H, W]``) by ``kernel`` windows at ``stride`` with no
     padding or dilation: the bool mask, shaped like ``value``, of windows whose finite maximum is attained
-    twice or more. ``None`` where the pass does not apply (windows that overhang the input included)."""
+    twice or more, and how many there are. ``None`` where the pass does not apply (windows that overhang
+    the input included)."""
     wide = _wide(x, value)
     if wide is None or x.dim() < 2 or value.dim() != x.dim() or len(kernel) != 2 or len(stride) != 2:
         return None
@@ -163,5 +218,7 @@ def pool_ties(x: Tensor, value: Tensor, kernel: tuple[int, ...], stride: tuple[i
     ):
         return None
     out = torch.empty(value.shape, dtype=torch.bool)
-    _kernels.ties(x.data_ptr(), value.data_ptr(), planes, h, w, oh, ow, kh, kw, sh, sw, out.data_ptr(), wide)
-    return out
+    tied: int = _kernels.ties(
+        x.data_ptr(), value.data_ptr(), planes, h, w, oh, ow, kh, kw, sh, sw, out.data_ptr(), wide
+    )
+    return out, tied

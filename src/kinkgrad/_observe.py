@@ -10,7 +10,10 @@ and whether or not a gradient is recorded:
 * ``offset``: for elementwise and binary ops, each input's signed offset from its nearest kink, whose
   absolute value is the distance to it (``None`` elsewhere), from which "near kinks" are counted:
   outside any autograd graph and read only, since it may be the op's input itself (``relu``'s
-  offset from its kink at 0 is ``x``; ``maximum(a, b)``'s is ``a - b``).
+  offset from its kink at 0 is ``x``; ``maximum(a, b)``'s is ``a - b``);
+* ``exact``, when the op already counted it: the number of true entries of ``kinks``;
+* ``span``, when the op's own pass over ``offset`` (for one kink at 0, the input itself) took it: a
+  :class:`kinkgrad._native.Span`, which counts the offsets near 0 without another full pass.
 
 Observing never changes a value or a derivative.
 """
@@ -24,11 +27,21 @@ from typing import Protocol
 
 from torch import Tensor
 
+from kinkgrad._native import Span
+
 
 class Observer(Protocol):
     """Receives one report per kink-op call."""
 
-    def report(self, op: str, output: Tensor, kinks: Tensor, offset: Tensor | None) -> None: ...
+    def report(
+        self,
+        op: str,
+        output: Tensor,
+        kinks: Tensor,
+        offset: Tensor | None,
+        exact: int | None = None,
+        span: Span | None = None,
+    ) -> None: ...
 
 
 _state = threading.local()
@@ -52,13 +65,6 @@ def observing(observer: Observer) -> Iterator[None]:
             yield
     finally:
         _state.observer = previous
-
-
-def report(op: str, output: Tensor, kinks: Tensor, offset: Tensor | None = None) -> None:
-    """Called by the ops; a no-op without an observer."""
-    observer = active_observer()
-    if observer is not None:
-        observer.report(op, output, kinks, offset)
 
 
 @contextmanager

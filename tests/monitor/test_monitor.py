@@ -184,6 +184,15 @@ def test_nested_monitors_both_count_near_kinks() -> None:
     assert counts == [(5, 0, 2), (6, 1, 4)]  # 3 and 5 ulps; 0, 3, 4 and 5 ulps
 
 
+def test_near_kinks_when_every_nonzero_input_is_nan_or_none_is() -> None:
+    with KinkMonitor() as monitor:
+        torch.relu(torch.tensor([0.0, float("nan"), -0.0, float("nan")]))
+    assert (_one(monitor).exact_kinks, _one(monitor).near_kinks) == (2, 2)
+    with KinkMonitor() as monitor:
+        torch.relu(torch.zeros(5))
+    assert (_one(monitor).exact_kinks, _one(monitor).near_kinks) == (5, 5)
+
+
 def test_bad_arguments() -> None:
     for bad in (-1, math.inf, math.nan):
         with pytest.raises(ValueError, match="near_ulps must be a finite number"):

@@ -91,7 +91,12 @@ def _apply(
     kinks = [k for k in kinks if -math.inf < k.point < math.inf]  # (NaN and ±inf bounds: no kink)
     if not kinks or (mode is Trace.NONE and watch is None):
         return f(x)
-    masks = _kink_masks(x, kinks, mode, every=watch is not None)
+    exact: int | None = None
+    span: _native.Span | None = None
+    if watch is None:
+        masks = _kink_masks(x, kinks, mode)
+    else:
+        masks, exact, span = _observed_masks(x, kinks, mode)
     if masks is None:
         return f(x)  # the common eager case: one cheap pass over x, PyTorch's own op and derivative
     mask = masks[0]
@@ -125,7 +130,7 @@ def _apply(
             offset = seen if kinks[0].point == 0 else seen - kinks[0].point
         else:  # the distance to the nearest kink (an offset of the same size)
             offset = torch.stack([(seen - k.point).abs() for k in kinks]).amin(0)
-        watch.report(name, out, mask, offset)
+        watch.report(name, out, mask, offset, exact, span)
     return out
 
 
@@ -148,26 +153,47 @@ def _differs(x: Tensor, point: float, reuse: bool = False) -> Tensor | None:
     return scratch(x, torch.bool).copy_(seen) if reuse else seen.bool()
 
 
-def _at(x: Tensor, point: float) -> Tensor:
-    """The boolean mask ``x == point`` (eager): one compiled pass (:func:`kinkgrad._native.equal`) where
-    it applies, else the negated :func:`_differs`, or a comparison."""
-    fused = _native.equal(x.detach(), point)
-    if fused is not None:
-        return fused[0]
-    differs = _differs(x, point)
-    return x == point if differs is None else differs.logical_not_()
+def _observed_masks(
+    x: Tensor, kinks: Sequence[Kink], mode: Trace
+) -> tuple[list[Tensor], int | None, _native.Span | None]:
+    """For an observer: one mask per kink (``x == kink.point``), how many entries are at a kink (kinks
+    are distinct points, so the masks are disjoint), and, for one kink at 0 (whose offset the op reports
+    is ``x`` itself), the :class:`~kinkgrad._native.Span` of ``|x|``, each ``None`` where no compiled
+    pass gave it. In eager mode each mask is one compiled pass (:func:`kinkgrad._native.equal`,
+    or :func:`~kinkgrad._native.equal_span` at 0) where it applies, else the negated :func:`_differs`,
+    or a comparison; under a transform, comparisons."""
+    if mode is Trace.ALWAYS:
+        return [x == k.point for k in kinks], None, None
+    seen = x.detach()
+    if len(kinks) == 1 and kinks[0].point == 0:
+        spanned = _native.equal_span(seen)
+        if spanned is not None:
+            mask, exact, span = spanned
+            return [mask], exact, span
+    masks: list[Tensor] = []
+    total: int | None = 0
+    for k in kinks:
+        fused = _native.equal(seen, k.point)
+        if fused is not None:
+            masks.append(fused[0])
+            total = None if total is None else total + fused[1]
+            continue
+        differs = _differs(x, k.point)
+        masks.append(x == k.point if differs is None else differs.logical_not_())
+        total = None
+    if len({k.point for k in kinks}) < len(kinks):
+        total = None  # (a point met twice would be counted twice)
+    return masks, total, None
 
 
-def _kink_masks(x: Tensor, kinks: Sequence[Kink], mode: Trace, every: bool = False) -> list[Tensor] | None:
-    """One mask per kink (``x == kink.point``), or ``None`` when, in eager mode and unless ``every``
-    (an observer wants the masks), no element of ``x`` is at any kink: one cheap pass over ``x`` and a
-    byte reduction per kink decide whether a rule is needed at all. Under a transform (whose traces
-    cannot branch on data) the masks always come back, as comparisons that a compiler fuses.
+def _kink_masks(x: Tensor, kinks: Sequence[Kink], mode: Trace) -> list[Tensor] | None:
+    """One mask per kink (``x == kink.point``), or ``None`` when, in eager mode, no element of ``x`` is
+    at any kink: one cheap pass over ``x`` and a byte reduction per kink decide whether a rule is needed
+    at all. Under a transform (whose traces cannot branch on data) the masks always come back, as
+    comparisons that a compiler fuses.
     """
     if mode is Trace.ALWAYS:
         return [x == k.point for k in kinks]
-    if every:
-        return [_at(x, k.point) for k in kinks]
     masks = [_hit_mask(x, k.point) for k in kinks]
     if all(m is None for m in masks):
         return None

@@ -92,11 +92,11 @@ def _resolve(
     value: Tensor,
     windows: Windows,
     at_kink: Any,
-    ties: Callable[[], Tensor | None] | None = None,
+    ties: Callable[[], tuple[Tensor, int] | None] | None = None,
 ) -> Tensor:
     """``value`` (the pool of ``input``) with its ties resolved by ``at_kink`` and reported to the
-    observer. ``ties()``, where given, computes the tied-window mask in one compiled pass (``None``
-    where that does not apply); it serves every eager case that needs no tie positions."""
+    observer. ``ties()``, where given, computes the tied-window mask and its count in one compiled pass
+    (``None`` where that does not apply); it serves every eager case that needs no tie positions."""
     watch = active_observer()
     rule = None if at_kink is None else check_tie_rule(at_kink)
     mode = trace_mode(input)
@@ -109,7 +109,8 @@ def _resolve(
         return _surrogate(name, input, value, windows(input, -math.inf), windows, rule) if applies else value
     views = windows(input, -math.inf) if applies else None  # (cut lazily: often only ties() needs looking)
     eager = views is not None and _eager_rule(rule, mode, input, value, views)
-    hit = None if eager or ties is None or mode is Trace.ALWAYS else ties()
+    fused = None if eager or ties is None or mode is Trace.ALWAYS else ties()
+    hit, exact = (None, None) if fused is None else fused
     if hit is None:
         if views is None:
             views = windows(input, -math.inf)
@@ -123,7 +124,7 @@ def _resolve(
         else:
             out = _surrogate(name, input, value, views, windows, rule)
     if watch is not None:
-        watch.report(name, out, hit, None)
+        watch.report(name, out, hit, None, exact=exact)
     return out
 
 
@@ -270,7 +271,7 @@ def _window_ties(x: Tensor, value: Tensor, kernel: tuple[int, int]) -> Tensor:
     the window rows or columns first), or one compiled pass (:func:`kinkgrad._native.pool_ties`)."""
     fused = _native.pool_ties(x, value, kernel, kernel)
     if fused is not None:
-        return fused
+        return fused[0]
     views = _strided(2, kernel, kernel, (0, 0), (1, 1), value.shape[-2:])(x, -math.inf)
     count, _ = _not_max(views, value, reuse=True)
     return _tied(count, len(views))
