@@ -52,3 +52,18 @@ def test_a_view_resized_by_an_out_argument_is_not_handed_out_again(monkeypatch: 
         torch.add(torch.zeros(3), 1.0, out=view)  # a caller's mistake: out= of another shape
     assert view.shape == (3,)
     assert scratch(torch.zeros(2, 3)).shape == (2, 3)
+
+
+def test_a_kept_view_is_never_handed_out_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_scratch._local, "pools", {}, raising=False)
+    mask = scratch(torch.zeros(4, 5), torch.bool).fill_(True)
+    kept = _scratch.keep(mask)
+    assert kept is mask
+    other = scratch(torch.zeros(4, 5), torch.bool).fill_(False)  # a new buffer: the kept one is intact
+    assert other.untyped_storage().data_ptr() != kept.untyped_storage().data_ptr()
+    assert bool(kept.all())
+    again = scratch(torch.zeros(4, 5), torch.bool)  # and the new buffer is reused as before
+    assert again.untyped_storage().data_ptr() == other.untyped_storage().data_ptr()
+    floats = scratch(torch.zeros(3))
+    _scratch.keep(torch.zeros(3))  # not a scratch tensor: the pools are left as they are
+    assert scratch(torch.zeros(3)).untyped_storage().data_ptr() == floats.untyped_storage().data_ptr()

@@ -14,7 +14,7 @@ import threading
 import torch
 from torch import Tensor
 
-__all__ = ["KEEP_BYTES", "scratch"]
+__all__ = ["KEEP_BYTES", "keep", "scratch"]
 
 KEEP_BYTES = 2**24
 _local = threading.local()
@@ -63,3 +63,15 @@ class _Pool:
 
 
 _MAX_VIEWS = 64  # shapes remembered per buffer (a model has few; the dict is cleared beyond)
+
+
+def keep(view: Tensor) -> Tensor:
+    """``view``, a tensor from :func:`scratch`, handed over to the caller: its buffer leaves this thread's
+    pools, so later calls do not overwrite it (they allocate anew). For a result found in a scratch
+    buffer that must live on, instead of a copy of it."""
+    pools: dict[tuple[torch.dtype, torch.device], _Pool] = getattr(_local, "pools", {})
+    key = (view.dtype, view.device)
+    pool = pools.get(key)
+    if pool is not None and pool.buffer.untyped_storage().data_ptr() == view.untyped_storage().data_ptr():
+        del pools[key]
+    return view

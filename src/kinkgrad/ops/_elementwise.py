@@ -22,7 +22,7 @@ from kinkgrad._autodiff import Trace, any_true, needs_rule, signed_zero, straigh
 from kinkgrad._observe import active_observer, silenced
 from kinkgrad._policy import from_policy
 from kinkgrad._rules import Chooser, check_lambda
-from kinkgrad._scratch import scratch
+from kinkgrad._scratch import keep, scratch
 
 __all__ = [
     "abs",
@@ -211,7 +211,7 @@ def _hit_mask(x: Tensor, point: float) -> Tensor | None:
     fused = _native.equal(seen, point, scratch(seen, torch.bool))
     if fused is not None:
         mask, hits = fused
-        return mask.clone() if hits else None
+        return keep(mask) if hits else None
     differs = _differs(x, point, reuse=True)
     if differs is None:
         mask = x == point
