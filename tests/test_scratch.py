@@ -67,3 +67,16 @@ def test_a_kept_view_is_never_handed_out_again(monkeypatch: pytest.MonkeyPatch) 
     floats = scratch(torch.zeros(3))
     _scratch.keep(torch.zeros(3))  # not a scratch tensor: the pools are left as they are
     assert scratch(torch.zeros(3)).untyped_storage().data_ptr() == floats.untyped_storage().data_ptr()
+
+
+def test_a_small_view_of_a_large_buffer_is_kept_as_a_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_scratch._local, "pools", {}, raising=False)
+    large = scratch(torch.zeros(100), torch.bool)
+    small = scratch(torch.zeros(10), torch.bool).fill_(True)
+    kept = _scratch.keep(small)
+    assert kept is not small and torch.equal(kept, small)  # a copy: the large buffer stays in the pool
+    assert kept.untyped_storage().data_ptr() != large.untyped_storage().data_ptr()
+    assert (
+        scratch(torch.zeros(100), torch.bool).untyped_storage().data_ptr()
+        == large.untyped_storage().data_ptr()
+    )

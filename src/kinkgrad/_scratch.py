@@ -66,12 +66,16 @@ _MAX_VIEWS = 64  # shapes remembered per buffer (a model has few; the dict is cl
 
 
 def keep(view: Tensor) -> Tensor:
-    """``view``, a tensor from :func:`scratch`, handed over to the caller: its buffer leaves this thread's
-    pools, so later calls do not overwrite it (they allocate anew). For a result found in a scratch
-    buffer that must live on, instead of a copy of it."""
+    """``view``, a tensor from :func:`scratch`, for the caller to keep: later calls must not overwrite it.
+    For a result found in a scratch buffer that must live on. When ``view`` fills at least half of its
+    buffer, the buffer itself leaves this thread's pools (later calls allocate anew): no copy. A smaller
+    view is copied out instead, so that a small result never holds on to a large buffer."""
     pools: dict[tuple[torch.dtype, torch.device], _Pool] = getattr(_local, "pools", {})
     key = (view.dtype, view.device)
     pool = pools.get(key)
-    if pool is not None and pool.buffer.untyped_storage().data_ptr() == view.untyped_storage().data_ptr():
-        del pools[key]
+    if pool is None or pool.buffer.untyped_storage().data_ptr() != view.untyped_storage().data_ptr():
+        return view  # (not in a pool: a buffer that serves one call, or no scratch tensor at all)
+    if 2 * view.numel() < pool.buffer.numel():
+        return view.clone()
+    del pools[key]
     return view
