@@ -128,12 +128,3 @@ def test_audit_leaves_the_model_as_it_was(models: str) -> None:
         audit(nn.Sequential(nn.Flatten(), nn.ReLU()), "digits", batches=1)
     with pytest.raises(ValueError, match="at least 1"):
         audit(model, "digits", batches=0)
-
-
-def test_doctests() -> None:
-    import doctest
-
-    import kinkgrad._audit
-
-    result = doctest.testmod(kinkgrad._audit, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0

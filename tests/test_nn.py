@@ -8,7 +8,6 @@ The shared tests loop over it: a new module gets them by adding a row.
 from __future__ import annotations
 
 import copy
-import doctest
 import inspect
 import math
 import pickle
@@ -23,7 +22,7 @@ from torch import Tensor, nn
 import kinkgrad.nn as knn
 from kinkgrad import KinkWarning, kink_policy, ops
 from kinkgrad._registry import OPS
-from kinkgrad.nn import _activation, _loss, _module, _pooling
+from kinkgrad.nn import _module
 
 LAM = 0.3
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -419,12 +418,3 @@ def test_integer_input_is_pytorchs() -> None:
 
 def test_functional_op_reference_is_the_registered_one() -> None:
     assert knn.ReLU._op is ops.relu and knn.MaxPool3d._op is ops.max_pool3d
-
-
-@pytest.mark.parametrize("module", [knn, _module, _activation, _pooling, _loss], ids=lambda m: m.__name__)
-def test_docstring_examples(module: Any) -> None:
-    finder = doctest.DocTestFinder()
-    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
-    for test in finder.find(module, module.__name__, globs={"torch": torch, **vars(module)}):
-        runner.run(test)
-    assert runner.failures == 0

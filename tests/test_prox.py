@@ -7,7 +7,6 @@ through ``value`` (for the penalties) or the set's constraint (for the projectio
 from __future__ import annotations
 
 import copy
-import doctest
 import math
 import pickle
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from scipy import optimize
 from torch import Tensor
 
 from kinkgrad import prox as P
-from kinkgrad.prox import _base, _groups, _penalties, _sets
+from kinkgrad.prox import _groups
 
 # -- the registry ------------------------------------------------------------------------------------
 
@@ -490,9 +489,3 @@ def test_secular_solver_is_exact_for_one_term_and_monotone() -> None:
     b = torch.tensor([[1.0], [1.0]], dtype=torch.float64)
     t = _groups.solve_secular(a, b, ())
     torch.testing.assert_close(t, torch.tensor([[2.0], [0.0]], dtype=torch.float64))  # sqrt(9) - 1, none
-
-
-@pytest.mark.parametrize("module", [_base, _groups, _penalties, _sets], ids=lambda m: m.__name__)
-def test_docstring_examples(module: object) -> None:
-    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)  # type: ignore[arg-type]
-    assert result.failed == 0

@@ -4,7 +4,6 @@ untouched outside."""
 
 from __future__ import annotations
 
-import doctest
 import importlib
 import math
 import pickle
@@ -463,17 +462,3 @@ def test_smoothing_is_a_public_surface() -> None:
     assert set(S.__all__) >= {"Continuation", "error_bound", "relu", "abs", "max", "clamp"}
     assert isinstance(smooth(mu=0.1), Smoothing)
     assert set(S.SMOOTHED_OPS) <= set(importlib.import_module("kinkgrad._registry").OPS)
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        "kinkgrad._smooth",
-        "kinkgrad.smoothing",
-        "kinkgrad.smoothing._surrogates",
-        "kinkgrad.smoothing._continuation",
-    ],
-)
-def test_doctests(module: str) -> None:
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0 and result.attempted > 0

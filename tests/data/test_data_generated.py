@@ -100,14 +100,3 @@ def test_data_config_is_a_settings_group() -> None:
     assert config.load(torch.float16).x_train.shape == (50, 1, 40)
     with pytest.raises(ValueError, match="'imagenet' is not one of: synthetic-mnist, mnist1d, digits"):
         with_overrides(DataConfig(), {"name": "imagenet"})
-
-
-@pytest.mark.parametrize(
-    "module",
-    ["kinkgrad.data", "kinkgrad.data._dataset", "kinkgrad.data._mnist1d", "kinkgrad.data._synthetic"],
-)
-def test_docstring_examples_run(module: str) -> None:
-    import doctest
-    import importlib
-
-    assert doctest.testmod(importlib.import_module(module)).failed == 0

@@ -190,14 +190,3 @@ def test_default_sweep_covers_the_study() -> None:
     assert set(spec.sweep["relu_prime"]) == {"0", "0.5", "1", "random"}
     assert set(spec.sweep["optimizer"]) == {"sgd", "adam"} and set(spec.sweep["batch_norm"]) == {False, True}
     assert dataclasses.replace(Config(), variant="published").variant == "published"
-
-
-@pytest.mark.parametrize(
-    "name", ["kinkgrad.experiments._relu_prime_model", "kinkgrad.experiments._relu_prime_report"]
-)
-def test_doctests(name: str) -> None:
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0

@@ -86,12 +86,3 @@ def test_no_kink_means_no_bifurcation_and_bad_closures_raise() -> None:
         bifurcation(lambda: torch.relu(w), [w])
     with pytest.raises(ValueError, match="empty"):
         bifurcation(lambda: w.sum(), [])
-
-
-@pytest.mark.parametrize("name", ["kinkgrad._monitor", "kinkgrad._bifurcation"])
-def test_doctests(name: str) -> None:
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0

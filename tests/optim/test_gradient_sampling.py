@@ -3,7 +3,6 @@ against their known minimisers, the stationarity record, certified gradients, ba
 
 from __future__ import annotations
 
-import doctest
 import itertools
 import math
 
@@ -14,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize
 
-import kinkgrad.optim._gradient_sampling as gs_module
 from kinkgrad.optim import GradientSamplingResult, GradientSamplingStep, gradient_sampling, min_norm_element
 
 D = torch.float64
@@ -198,8 +196,3 @@ def test_bad_points_and_start() -> None:
         gradient_sampling(weighted_l1, torch.ones(2, dtype=torch.int64))
     with pytest.raises(ValueError, match=r"points must have shape \(m, n\)"):
         min_norm_element(torch.ones(3))
-
-
-def test_doctests() -> None:
-    result = doctest.testmod(gs_module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0 and result.attempted > 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import doctest
 import io
 import math
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from optim_cases import (
     make_problem,
 )
 
-from kinkgrad.optim import Subgradient, _prox_adam, _prox_sgd, _rules, _schedules, _subgradient
+from kinkgrad.optim import Subgradient
 
 
 def run(
@@ -179,14 +178,6 @@ def test_sparse_gradients_are_refused(cls: type[Any]) -> None:
     p.grad = torch.zeros(3).to_sparse()
     with pytest.raises(ValueError, match="sparse gradients are not supported"):
         cls([p], lr=0.1).step()
-
-
-@pytest.mark.parametrize(
-    "module", [_subgradient, _prox_sgd, _prox_adam, _rules, _schedules], ids=lambda m: m.__name__
-)
-def test_docstring_examples(module: object) -> None:
-    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)  # type: ignore[arg-type]
-    assert result.failed == 0
 
 
 def test_the_registry_covers_every_optimizer() -> None:

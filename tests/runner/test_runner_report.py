@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
 from pathlib import Path
 
 import pandas as pd
@@ -38,23 +36,3 @@ def test_claim_verdicts_are_checked() -> None:
 def test_markdown_cells_escape_pipes() -> None:
     table = Table("t", ("a|b",), (("x|y",),))
     assert _md_table(table.columns, table.rows)[:3] == ["| a\\|b |", "|---|", "| x\\|y |"]
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        "kinkgrad.runner",
-        "kinkgrad.runner._config",
-        "kinkgrad.runner._registry",
-        "kinkgrad.runner._sweep",
-        "kinkgrad.runner._unit",
-        "kinkgrad.runner._report",
-        "kinkgrad.runner._backend",
-        "kinkgrad.runner._spec",
-        "kinkgrad.runner._experiment",
-    ],
-)
-def test_docstring_examples_run(module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0

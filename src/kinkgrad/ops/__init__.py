@@ -9,8 +9,8 @@ Example:
     >>> import torch
     >>> from kinkgrad import ops
     >>> x = torch.zeros(3, requires_grad=True)
-    >>> (ops.relu(x, at_kink=1.0) - ops.relu(-x, at_kink=1.0)).sum().backward()
-    >>> x.grad  # relu(x) - relu(-x) = x, so the true derivative is 1 (PyTorch gives 0)
+    >>> (ops.relu(x, at_kink=0.5) - ops.relu(-x, at_kink=0.5)).sum().backward()
+    >>> x.grad  # relu(x) - relu(-x) = x: the true derivative is 1 (PyTorch gives 0, λ = 1 gives 2)
     tensor([1., 1., 1.])
 """
 
