@@ -337,21 +337,21 @@ class KinkMonitor:
             key = (self._site(), op, self._step)
             kinks = kinks.detach()
             repeat = _expanded(kinks, output)
-            hits: Count = _count(kinks) if exact is None else exact
+            counted: Count = _count(kinks) if exact is None else exact
             if repeat != 1:
-                hits = hits * repeat
-            near: Count = hits
+                counted = counted * repeat
+            near: Count = counted
             if offset is not None and offset.numel() > 0:
-                near = self._near(offset.detach(), hits, span)
+                near = self._near(offset.detach(), counted, span)
             with self._lock:
                 tally = self._tallies.get(key)
                 if tally is None:
                     tally = self._tallies[key] = _Tally()
                 tally.calls += 1
                 tally.elements += output.numel()
-                tally.exact_kinks += hits
+                tally.exact_kinks += counted
                 tally.near_kinks += near
-            if output.requires_grad and not (isinstance(hits, int) and hits == 0):
+            if output.requires_grad and not (isinstance(counted, int) and counted == 0):
                 output.register_hook(self._cotangent_hook(tally, kinks))
         if outer is not None:
             outer.report(op, output, kinks, offset, exact, span)
