@@ -203,8 +203,9 @@ def _kink_masks(x: Tensor, kinks: Sequence[Kink], mode: Trace) -> list[Tensor] |
 def _hit_mask(x: Tensor, point: float) -> Tensor | None:
     """The mask ``x == point`` if some element is at ``point``, else ``None`` (eager only). It is written
     into a reused buffer (:func:`~kinkgrad._scratch.scratch`: the usual answer, no kink, then allocates
-    nothing) and copied out only when needed: by one compiled pass that also counts it
-    (:func:`kinkgrad._native.equal`), or else as the mask of :func:`_differs`, negated."""
+    nothing): by one compiled pass that also counts it (:func:`kinkgrad._native.equal`), the buffer
+    then handed to the caller when a kink is hit (:func:`~kinkgrad._scratch.keep`), or else as the mask
+    of :func:`_differs`, copied out negated."""
     if x.numel() == 0:
         return None
     seen = x.detach()
