@@ -456,7 +456,8 @@ static PyObject *py_ties(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"equal", py_equal, METH_VARARGS, "equal(x, n, point, out, wide) -> count: out = (x == point)"},
     {"equal_span", py_equal_span, METH_VARARGS,
-     "equal_span(x, n, out, minima, wide) -> (count, bits of largest finite |x|): out = (x == 0)"},
+     "equal_span(x, n, out, minima, wide) -> (count, bits of largest finite |x|): out = (x == 0); "
+     "minima: one entry per BLOCK entries of x"},
     {"near_blocks", py_near_blocks, METH_VARARGS,
      "near_blocks(x, n, largest, rel, minima, wide) -> nonzero entries with |x| <= rel * largest"},
     {"near", py_near, METH_VARARGS, "near(x, n, rel, wide) -> count of |x| <= rel * max finite |x|"},
@@ -474,11 +475,12 @@ static struct PyModuleDef module = {
 
 /* Bumped with every change to a function's arguments or meaning: kinkgrad/_native.py ignores a build of
  * another version (an install not rebuilt since the source changed) and uses PyTorch operators. */
-#define VERSION 3
+#define VERSION 4
 
 PyMODINIT_FUNC PyInit__kernels(void) {
     PyObject *m = PyModule_Create(&module);
-    if (m != NULL && PyModule_AddIntConstant(m, "VERSION", VERSION) < 0) {
+    if (m != NULL && (PyModule_AddIntConstant(m, "VERSION", VERSION) < 0 ||
+                      PyModule_AddIntConstant(m, "BLOCK", BLOCK) < 0)) {
         Py_DECREF(m);
         return NULL;
     }

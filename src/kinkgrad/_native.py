@@ -18,7 +18,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-_VERSION = 3
+_VERSION = 4
 """The version of ``_kernels.c`` this module calls (its ``VERSION``)."""
 
 try:
@@ -100,8 +100,8 @@ def equal(x: Tensor, point: float, out: Tensor | None = None) -> tuple[Tensor, i
 
 class Span:
     """What one pass of :func:`equal_span` learnt of ``|x|``: its zeros, its largest finite entry, and the
-    smallest nonzero entry of each block of 4096, so that :meth:`near` counts the entries near 0 reading
-    only the few blocks that hold one."""
+    smallest nonzero entry of each block of ``_kernels.BLOCK`` entries, so that :meth:`near` counts the
+    entries near 0 reading only the few blocks that hold one."""
 
     __slots__ = ("_largest", "_minima", "_wide", "_x", "zeros")
 
@@ -122,21 +122,18 @@ class Span:
         return self.zeros + inside
 
 
-_BLOCK = 4096
-"""Entries per block of the passes (``BLOCK`` in ``_kernels.c``)."""
-
-
-def equal_span(x: Tensor) -> tuple[Tensor, int, Span] | None:
-    """The bool mask ``x == 0`` in a new tensor, how many of its entries are true, and the :class:`Span`
-    of ``|x|`` from the same pass (``x`` must not change while the span is used); ``None`` where the pass
-    does not apply."""
+def equal_span(x: Tensor) -> tuple[Tensor, Span] | None:
+    """The bool mask ``x == 0`` in a new tensor and the :class:`Span` of ``|x|`` from the same pass (its
+    ``zeros``: the mask's true entries; ``x`` must not change while the span is used); ``None`` where the
+    pass does not apply."""
     wide = _wide(x)
     if wide is None:
         return None
     out = torch.empty(x.shape, dtype=torch.bool)
-    minima = torch.empty(-(-x.numel() // _BLOCK), dtype=torch.int64 if wide else torch.int32)
+    blocks = -(-x.numel() // _kernels.BLOCK)
+    minima = torch.empty(blocks, dtype=torch.int64 if wide else torch.int32)
     zeros, largest = _kernels.equal_span(x.data_ptr(), x.numel(), out.data_ptr(), minima.data_ptr(), wide)
-    return out, zeros, Span(x, zeros, largest, minima, wide)
+    return out, Span(x, zeros, largest, minima, wide)
 
 
 def count(mask: Tensor) -> int | None:

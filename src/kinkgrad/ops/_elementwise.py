@@ -168,8 +168,8 @@ def _observed_masks(
     if len(kinks) == 1 and kinks[0].point == 0:
         spanned = _native.equal_span(seen)
         if spanned is not None:
-            mask, exact, span = spanned
-            return [mask], exact, span
+            mask, span = spanned
+            return [mask], span.zeros, span
     masks: list[Tensor] = []
     total: int | None = 0
     for k in kinks:
