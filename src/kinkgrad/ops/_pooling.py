@@ -170,19 +170,16 @@ class _EagerPoolRule(torch.autograd.Function):
 
     Saves one bit per window position (which candidates are not the maximum, packed into one integer
     per window) and the count of such candidates: less than PyTorch's own int64 indices.
+    Eager only, so ``forward`` takes ``ctx`` (as :class:`~kinkgrad.ops._elementwise._EagerRule`'s does).
     """
 
     @staticmethod
     def forward(
-        input: Tensor, value: Tensor, others: Tensor, count: Tensor, rule: str, windows: Windows
+        ctx: Any, input: Tensor, value: Tensor, others: Tensor, count: Tensor, rule: str, windows: Windows
     ) -> Tensor:
-        return value
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-        input, _, others, count, rule, windows = inputs
         ctx.save_for_backward(others, count)
         ctx.shape, ctx.rule, ctx.windows = input.shape, rule, windows
+        return value
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
