@@ -80,3 +80,31 @@ def test_a_small_view_of_a_large_buffer_is_kept_as_a_copy(monkeypatch: pytest.Mo
         scratch(torch.zeros(100), torch.bool).untyped_storage().data_ptr()
         == large.untyped_storage().data_ptr()
     )
+
+
+def test_a_kept_buffer_returns_to_service_once_no_tensor_uses_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_scratch._local, "pools", {}, raising=False)
+    like = torch.zeros(4, 5)
+    kept = _scratch.keep(scratch(like, torch.bool).fill_(True))
+    lent = kept.untyped_storage().data_ptr()
+    saved = kept[1:]  # a view keeps the buffer in use too
+    del kept
+    second = _scratch.keep(scratch(like, torch.bool).fill_(False))  # in use: a new buffer
+    assert second.untyped_storage().data_ptr() != lent
+    assert bool(saved.all())
+    del saved
+    third = scratch(like, torch.bool)  # the first buffer is free again: taken back, not allocated anew
+    assert third.untyped_storage().data_ptr() == lent
+    assert not bool(second.any())  # (the second, still kept, is untouched)
+    assert scratch(torch.zeros(40), torch.bool).untyped_storage().data_ptr() != lent  # too small: a new one
+
+
+def test_cpu_buffers_are_mapped_apart_from_the_heap() -> None:
+    import mmap
+
+    buffer = _scratch._allocate(1000, torch.float32, torch.device("cpu"))
+    assert buffer.shape == (1000,) and buffer.dtype == torch.float32
+    assert buffer.data_ptr() % mmap.PAGESIZE == 0  # a mapping starts on a page
+    buffer.fill_(2.5)
+    assert float(buffer.sum()) == 2500.0
+    assert _scratch._allocate(0, torch.bool, torch.device("cpu")).numel() == 0
