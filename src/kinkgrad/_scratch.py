@@ -76,7 +76,11 @@ def keep(view: Tensor) -> Tensor:
     pools: dict[tuple[torch.dtype, torch.device], _Pool] = getattr(_local, "pools", {})
     pool = pools.get((view.dtype, view.device))
     buffer = None if pool is None else pool.buffer
-    if buffer is None or buffer.untyped_storage().data_ptr() != view.untyped_storage().data_ptr():
+    if (
+        pool is None
+        or buffer is None
+        or buffer.untyped_storage().data_ptr() != view.untyped_storage().data_ptr()
+    ):
         return view  # (not in a pool: a buffer that serves one call, or no scratch tensor at all)
     if 2 * view.numel() < buffer.numel():
         return view.clone()
