@@ -254,7 +254,9 @@ How the numbers are taken (`benchmarks/_timing.py`):
   recorded with `torch.profiler(profile_memory=True)`, in time order, and the highest running total
   is the step's **peak tensor memory**: activations, saved tensors, masks, gradients and temporaries
   allocated during the step. Parameters, the batch and other memory live before the step are not
-  counted, which makes the ratio stricter than a whole-process one.
+  counted, which makes the ratio stricter than a whole-process one. kinkgrad's scratch buffers
+  (kink masks among them), which live outside that allocator, are emptied before the step and the
+  most bytes of them in use at once during it are added to kinkgrad's peak.
 """
 
 _SECTION = re.compile(r"<!-- (?P<module>[\w.]+):begin -->\n.*?<!-- (?P=module):end -->", re.DOTALL)

@@ -108,3 +108,21 @@ def test_cpu_buffers_are_mapped_apart_from_the_heap() -> None:
     buffer.fill_(2.5)
     assert float(buffer.sum()) == 2500.0
     assert _scratch._allocate(0, torch.bool, torch.device("cpu")).numel() == 0
+
+
+def test_mapped_bytes_are_counted_while_a_buffer_lives(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    monkeypatch.setattr(_scratch._local, "pools", {}, raising=False)
+    gc.collect()
+    _scratch.Mapped.reset()
+    before = _scratch.Mapped.live
+    view = scratch(torch.zeros(1000))  # 4000 bytes, mapped
+    assert _scratch.Mapped.live == before + 4000
+    kept = _scratch.keep(view)
+    _scratch.release()
+    assert _scratch.Mapped.live == before + 4000  # still used by the kept view
+    del view, kept
+    gc.collect()
+    assert _scratch.Mapped.live == before
+    assert _scratch.Mapped.peak == before + 4000

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import mmap
 import threading
+import weakref
 
 import torch
 from torch import Tensor
 
-__all__ = ["KEEP_BYTES", "keep", "scratch"]
+__all__ = ["KEEP_BYTES", "Mapped", "keep", "release", "scratch"]
 
 KEEP_BYTES = 2**24
 _local = threading.local()
@@ -88,12 +89,42 @@ def keep(view: Tensor) -> Tensor:
     return view
 
 
+def release() -> None:
+    """Let go of this thread's buffers (each is freed with the last tensor that uses it)."""
+    _local.pools = {}
+
+
+class Mapped:
+    """Bytes of CPU buffers mapped by :func:`scratch`, all threads: ``live`` now, ``peak`` the most at
+    once since the last :meth:`reset` (PyTorch's allocator, and so ``torch.profiler``, does not see
+    them; the benchmarks add them to the memory a step uses)."""
+
+    live = 0
+    peak = 0
+    _lock = threading.Lock()
+
+    @classmethod
+    def reset(cls) -> None:
+        """Start a new ``peak`` from the bytes live now."""
+        with cls._lock:
+            cls.peak = cls.live
+
+    @classmethod
+    def _add(cls, size: int) -> None:
+        with cls._lock:
+            cls.live += size
+            cls.peak = max(cls.peak, cls.live)
+
+
 def _allocate(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     """``n`` uninitialised entries; on the CPU in memory mapped apart from the heap (see the module)."""
     size = n * torch.empty((), dtype=dtype).element_size()
     if device.type != "cpu" or size == 0:
         return torch.empty(n, dtype=dtype, device=device)
-    return torch.frombuffer(mmap.mmap(-1, size), dtype=dtype, count=n)
+    memory = mmap.mmap(-1, size)
+    Mapped._add(size)
+    weakref.finalize(memory, Mapped._add, -size)  # (when the last tensor on it is freed)
+    return torch.frombuffer(memory, dtype=dtype, count=n)
 
 
 class _Pool:
