@@ -126,3 +126,40 @@ def test_mapped_bytes_are_counted_while_a_buffer_lives(monkeypatch: pytest.Monke
     gc.collect()
     assert _scratch.Mapped.live == before
     assert _scratch.Mapped.peak == before + 4000
+
+
+def test_the_lent_buffers_watched_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_scratch._local, "pools", {}, raising=False)
+    monkeypatch.setattr(_scratch, "MAX_LENT", 3)
+    monkeypatch.setattr(_scratch, "MAX_LENT_BYTES", 4 * 400)
+    like = torch.zeros(100)
+    kept = [_scratch.keep(scratch(like)) for _ in range(5)]  # 400 bytes each
+    pool = _scratch._local.pools[(torch.float32, torch.device("cpu"))]
+    watched = [b.untyped_storage().data_ptr() for b, _ in pool.lent]
+    assert watched == [k.untyped_storage().data_ptr() for k in kept[-3:]]  # the newest three
+    assert pool.lent_bytes == 3 * 400
+    monkeypatch.setattr(_scratch, "MAX_LENT_BYTES", 2 * 400)
+    _scratch.keep(scratch(like))
+    assert len(pool.lent) == 2 and pool.lent_bytes == 2 * 400
+
+
+def test_a_training_loop_reuses_its_kink_masks(monkeypatch: pytest.MonkeyPatch) -> None:
+    import kinkgrad
+
+    monkeypatch.setattr(_scratch._local, "pools", {}, raising=False)
+    made: list[int] = []
+    allocate = _scratch._allocate
+    monkeypatch.setattr(_scratch, "_allocate", lambda n, *rest: made.append(n) or allocate(n, *rest))
+    layers: list[torch.nn.Module] = []
+    for width in (30, 20, 40, 10) * 5:  # twenty ReLUs of four sizes, each meeting exact zeros
+        layers += [torch.nn.Linear(layers[-2].out_features if layers else 8, width, bias=False), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers)
+    x = torch.randn(16, 8)
+    x[:4] = 0  # rows of zeros: every ReLU input has exact zeros (no bias)
+    steps = []
+    for _ in range(3):
+        with kinkgrad.kink_policy(default=0.5):
+            model(x).sum().backward()
+        steps.append(len(made))
+    assert steps[0] >= 20  # a mask kept per ReLU in the first step
+    assert steps[2] == steps[1] == steps[0]  # and the same buffers in the next ones

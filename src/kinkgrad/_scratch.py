@@ -27,7 +27,7 @@ import weakref
 import torch
 from torch import Tensor
 
-__all__ = ["KEEP_BYTES", "Mapped", "keep", "release", "scratch"]
+__all__ = ["KEEP_BYTES", "MAX_LENT", "MAX_LENT_BYTES", "Mapped", "keep", "release", "scratch"]
 
 KEEP_BYTES = 2**24
 _local = threading.local()
@@ -131,20 +131,24 @@ class _Pool:
     """One thread's buffers of one dtype and device: the one in service with its views by shape, and
     those lent out by :func:`keep` with the storage whose use count tells when they are free again."""
 
-    __slots__ = ("buffer", "lent", "views")
+    __slots__ = ("buffer", "lent", "lent_bytes", "views")
 
     def __init__(self) -> None:
         self.buffer: Tensor | None = None
         self.views: dict[torch.Size, Tensor] = {}
         self.lent: list[tuple[Tensor, torch.UntypedStorage]] = []
+        self.lent_bytes = 0
 
     def lend(self) -> None:
-        """The buffer in service leaves it, to be taken back by :meth:`reclaim` once it is free."""
+        """The buffer in service leaves it, to be taken back by :meth:`reclaim` once it is free. The
+        pool watches at most :data:`MAX_LENT` buffers of :data:`MAX_LENT_BYTES` in all: beyond, the
+        oldest is let go (freed with the last tensor that uses it)."""
         assert self.buffer is not None
-        if len(self.lent) >= _MAX_LENT:
-            self.lent.pop(0)  # (the oldest is let go: freed with the last tensor that uses it)
         self.lent.append((self.buffer, self.buffer.untyped_storage()))
+        self.lent_bytes += _nbytes(self.buffer)
         self.buffer, self.views = None, {}
+        while len(self.lent) > MAX_LENT or self.lent_bytes > MAX_LENT_BYTES:
+            self.lent_bytes -= _nbytes(self.lent.pop(0)[0])
 
     def reclaim(self, n: int) -> Tensor | None:
         """A lent buffer of at least ``n`` entries that no tensor uses any more (the smallest), if any."""
@@ -156,9 +160,18 @@ class _Pool:
         ]
         if not free:
             return None
-        return self.lent.pop(min(free, key=lambda i: self.lent[i][0].numel()))[0]
+        buffer = self.lent.pop(min(free, key=lambda i: self.lent[i][0].numel()))[0]
+        self.lent_bytes -= _nbytes(buffer)
+        return buffer
 
 
+def _nbytes(t: Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+MAX_LENT = 64
+"""Lent buffers a pool watches (a step keeps one mask per kink site hit: a model's worth)."""
+MAX_LENT_BYTES = 2**27
+"""Bytes of lent buffers a pool watches, free or not (memory kept for the next step's masks)."""
 _MAX_VIEWS = 64  # shapes remembered per buffer (a model has few; the dict is cleared beyond)
-_MAX_LENT = 8  # lent buffers watched per pool (a step keeps a few masks: one per kink site hit)
 _IDLE_USES = 2  # a lent buffer's storage use count when only its pool holds it
