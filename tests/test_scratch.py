@@ -151,8 +151,10 @@ def test_a_training_loop_reuses_its_kink_masks(monkeypatch: pytest.MonkeyPatch) 
     allocate = _scratch._allocate
     monkeypatch.setattr(_scratch, "_allocate", lambda n, *rest: made.append(n) or allocate(n, *rest))
     layers: list[torch.nn.Module] = []
+    inputs = 8
     for width in (30, 20, 40, 10) * 5:  # twenty ReLUs of four sizes, each meeting exact zeros
-        layers += [torch.nn.Linear(layers[-2].out_features if layers else 8, width, bias=False), torch.nn.ReLU()]
+        layers += [torch.nn.Linear(inputs, width, bias=False), torch.nn.ReLU()]
+        inputs = width
     model = torch.nn.Sequential(*layers)
     x = torch.randn(16, 8)
     x[:4] = 0  # rows of zeros: every ReLU input has exact zeros (no bias)
@@ -163,3 +165,17 @@ def test_a_training_loop_reuses_its_kink_masks(monkeypatch: pytest.MonkeyPatch) 
         steps.append(len(made))
     assert steps[0] >= 20  # a mask kept per ReLU in the first step
     assert steps[2] == steps[1] == steps[0]  # and the same buffers in the next ones
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_writes_its_own_copy_of_a_buffer() -> None:
+    import os
+
+    buffer = _scratch._allocate(4096, torch.float32, torch.device("cpu")).fill_(1.0)
+    pid = os.fork()
+    if pid == 0:  # the child: write, then leave without running anything else
+        buffer.fill_(7.0)
+        os._exit(0 if float(buffer[0]) == 7.0 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert bool((buffer == 1.0).all())  # the parent's memory is untouched

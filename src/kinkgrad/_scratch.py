@@ -121,7 +121,7 @@ def _allocate(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     size = n * torch.empty((), dtype=dtype).element_size()
     if device.type != "cpu" or size == 0:
         return torch.empty(n, dtype=dtype, device=device)
-    memory = mmap.mmap(-1, size)
+    memory = mmap.mmap(-1, size, **_PRIVATE)
     Mapped._add(size)
     weakref.finalize(memory, Mapped._add, -size)  # (when the last tensor on it is freed)
     return torch.frombuffer(memory, dtype=dtype, count=n)
@@ -163,6 +163,10 @@ class _Pool:
         buffer = self.lent.pop(min(free, key=lambda i: self.lent[i][0].numel()))[0]
         self.lent_bytes -= _nbytes(buffer)
         return buffer
+
+
+_PRIVATE = {"flags": mmap.MAP_PRIVATE} if hasattr(mmap, "MAP_PRIVATE") else {}
+"""A process's own memory: a forked child's writes are copied (the default anonymous map is shared)."""
 
 
 def _nbytes(t: Tensor) -> int:
