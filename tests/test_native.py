@@ -135,13 +135,15 @@ def test_equal_span_is_the_comparison_at_zero_and_its_span_counts_near_entries(
     torch.set_flush_denormal(flush_denormal)
     try:
         for x in cases:
-            fused = _native.equal_span(x)
-            assert fused is not None
-            mask, span = fused
-            expected = x == 0
-            assert torch.equal(mask, expected) and span.zeros == int(expected.sum())
-            for rel in (0.0, 4 * eps, 1e6 * eps, 1.0, 1e300):
-                assert span.near(rel) == _near_oracle(x, rel), rel
+            out = torch.ones(x.shape, dtype=torch.bool)
+            for fused in (_native.equal_span(x), _native.equal_span(x, out)):
+                assert fused is not None
+                mask, span = fused
+                expected = x == 0
+                assert torch.equal(mask, expected) and span.zeros == int(expected.sum())
+                for rel in (0.0, 4 * eps, 1e6 * eps, 1.0, 1e300):
+                    assert span.near(rel) == _near_oracle(x, rel), rel
+            assert mask is out  # (written into the given tensor)
     finally:
         torch.set_flush_denormal(False)
 
@@ -240,6 +242,8 @@ def test_passes_decline_where_they_do_not_apply() -> None:
         assert _native.near(other, 1e-6) is None
     assert _native.equal(x, 0.0, torch.empty(3, dtype=torch.bool)) is None  # out of another shape
     assert _native.equal(x, 0.0, torch.empty(4, 6)) is None  # not a bool out
+    assert _native.equal_span(x, torch.empty(3, dtype=torch.bool)) is None
+    assert _native.equal_span(x, torch.empty(4, 6)) is None
     assert _native.count(mask.t()) is None and _native.count(x) is None
     assert _native.hits(x, mask[:1]) is None and _native.hits(x.t(), mask.t()) is None
     assert _native.hits(x.half(), mask) is None

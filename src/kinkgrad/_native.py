@@ -122,14 +122,15 @@ class Span:
         return self.zeros + inside
 
 
-def equal_span(x: Tensor) -> tuple[Tensor, Span] | None:
-    """The bool mask ``x == 0`` in a new tensor and the :class:`Span` of ``|x|`` from the same pass (its
-    ``zeros``: the mask's true entries; ``x`` must not change while the span is used); ``None`` where the
-    pass does not apply."""
-    wide = _wide(x)
-    if wide is None:
+def equal_span(x: Tensor, out: Tensor | None = None) -> tuple[Tensor, Span] | None:
+    """The bool mask ``x == 0``, written into ``out`` (shaped like ``x``; default: a new tensor), and the
+    :class:`Span` of ``|x|`` from the same pass (its ``zeros``: the mask's true entries; ``x`` must not
+    change while the span is used); ``None``, writing nothing, where the pass does not apply."""
+    wide = _wide(x) if out is None else _wide(x, masks=(out,))
+    if wide is None or (out is not None and out.shape != x.shape):
         return None
-    out = torch.empty(x.shape, dtype=torch.bool)
+    if out is None:
+        out = torch.empty(x.shape, dtype=torch.bool)
     blocks = -(-x.numel() // _kernels.BLOCK)
     minima = torch.empty(blocks, dtype=torch.int64 if wide else torch.int32)
     zeros, largest = _kernels.equal_span(x.data_ptr(), x.numel(), out.data_ptr(), minima.data_ptr(), wide)

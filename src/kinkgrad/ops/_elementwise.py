@@ -166,10 +166,10 @@ def _observed_masks(
         return [x == k.point for k in kinks], None, None
     seen = x.detach()
     if len(kinks) == 1 and kinks[0].point == 0:
-        spanned = _native.equal_span(seen)
+        spanned = _native.equal_span(seen, scratch(seen, torch.bool))
         if spanned is not None:
             mask, span = spanned
-            return [mask], span.zeros, span
+            return [keep(mask)], span.zeros, span  # (an observer may hold on to the mask)
     masks: list[Tensor] = []
     total: int | None = 0
     for k in kinks:
