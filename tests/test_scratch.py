@@ -179,3 +179,15 @@ def test_a_forked_child_writes_its_own_copy_of_a_buffer() -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert bool((buffer == 1.0).all())  # the parent's memory is untouched
+
+
+def test_a_growing_buffer_lets_the_smaller_one_go_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    monkeypatch.setattr(_scratch._local, "pools", {}, raising=False)
+    gc.collect()
+    before = _scratch.Mapped.live
+    scratch(torch.zeros(1000))
+    _scratch.Mapped.reset()
+    scratch(torch.zeros(3000))  # 12000 bytes replace 4000: at most 12000 mapped at once
+    assert _scratch.Mapped.peak == _scratch.Mapped.live == before + 12000

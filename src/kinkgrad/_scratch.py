@@ -59,9 +59,10 @@ def scratch(like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
     if pool.buffer is None or pool.buffer.numel() < n:
         buffer = pool.reclaim(n)
         if buffer is None:
+            if n * dtype.itemsize > KEEP_BYTES:
+                return _allocate(n, dtype, device).view(shape)
+            pool.buffer, pool.views = None, {}  # (the smaller one is let go first)
             buffer = _allocate(n, dtype, device)
-            if n * buffer.element_size() > KEEP_BYTES:
-                return buffer.view(shape)
         pool.buffer, pool.views = buffer, {}
     if len(pool.views) >= _MAX_VIEWS:
         pool.views.clear()
@@ -118,7 +119,7 @@ class Mapped:
 
 def _allocate(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     """``n`` uninitialised entries; on the CPU in memory mapped apart from the heap (see the module)."""
-    size = n * torch.empty((), dtype=dtype).element_size()
+    size = n * dtype.itemsize
     if device.type != "cpu" or size == 0:
         return torch.empty(n, dtype=dtype, device=device)
     memory = mmap.mmap(-1, size, **_PRIVATE)
