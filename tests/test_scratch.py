@@ -191,3 +191,17 @@ def test_a_growing_buffer_lets_the_smaller_one_go_first(monkeypatch: pytest.Monk
     _scratch.Mapped.reset()
     scratch(torch.zeros(3000))  # 12000 bytes replace 4000: at most 12000 mapped at once
     assert _scratch.Mapped.peak == _scratch.Mapped.live == before + 12000
+
+
+def test_a_buffer_set_aside_for_a_reclaimed_one_is_reclaimed_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_scratch._local, "pools", {}, raising=False)
+    made: list[int] = []
+    allocate = _scratch._allocate
+    monkeypatch.setattr(_scratch, "_allocate", lambda n, *rest: made.append(n) or allocate(n, *rest))
+    big, small = torch.zeros(100), torch.zeros(10)
+    mask = _scratch.keep(scratch(big))  # a large mask kept for backward
+    scratch(small)  # then a small pass: a small buffer in service
+    del mask  # backward has freed the mask
+    kept = _scratch.keep(scratch(big))  # the next step: the large buffer is taken back...
+    scratch(small)  # ...and the small one, set aside for it, serves the small pass again
+    assert made == [100, 10] and kept.shape == (100,)

@@ -63,6 +63,8 @@ def scratch(like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
                 return _allocate(n, dtype, device).view(shape)
             pool.buffer, pool.views = None, {}  # (the smaller one is let go first)
             buffer = _allocate(n, dtype, device)
+        elif pool.buffer is not None:
+            pool.lend()  # (the smaller one waits among the lent for a smaller call)
         pool.buffer, pool.views = buffer, {}
     if len(pool.views) >= _MAX_VIEWS:
         pool.views.clear()
