@@ -61,7 +61,7 @@ def scratch(like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
         if buffer is None:
             if n * dtype.itemsize > KEEP_BYTES:
                 return _allocate(n, dtype, device).view(shape)
-            pool.buffer, pool.views = None, {}  # (the smaller one is let go first)
+            pool.buffer, pool.views = None, {}  # (the smaller one and its views are let go first)
             buffer = _allocate(n, dtype, device)
         elif pool.buffer is not None:
             pool.lend()  # (the smaller one waits among the lent for a smaller call)
@@ -134,13 +134,16 @@ class _Pool:
     """One thread's buffers of one dtype and device: the one in service with its views by shape, and
     those lent out by :func:`keep` with the storage whose use count tells when they are free again."""
 
-    __slots__ = ("buffer", "lent", "lent_bytes", "views")
+    __slots__ = ("buffer", "lent", "views")
 
     def __init__(self) -> None:
         self.buffer: Tensor | None = None
         self.views: dict[torch.Size, Tensor] = {}
         self.lent: list[tuple[Tensor, torch.UntypedStorage]] = []
-        self.lent_bytes = 0
+
+    @property
+    def lent_bytes(self) -> int:
+        return sum(_nbytes(buffer) for buffer, _ in self.lent)
 
     def lend(self) -> None:
         """The buffer in service leaves it, to be taken back by :meth:`reclaim` once it is free. The
@@ -148,10 +151,9 @@ class _Pool:
         oldest is let go (freed with the last tensor that uses it)."""
         assert self.buffer is not None
         self.lent.append((self.buffer, self.buffer.untyped_storage()))
-        self.lent_bytes += _nbytes(self.buffer)
         self.buffer, self.views = None, {}
         while len(self.lent) > MAX_LENT or self.lent_bytes > MAX_LENT_BYTES:
-            self.lent_bytes -= _nbytes(self.lent.pop(0)[0])
+            self.lent.pop(0)
 
     def reclaim(self, n: int) -> Tensor | None:
         """A lent buffer of at least ``n`` entries that no tensor uses any more (the smallest), if any."""
@@ -163,9 +165,7 @@ class _Pool:
         ]
         if not free:
             return None
-        buffer = self.lent.pop(min(free, key=lambda i: self.lent[i][0].numel()))[0]
-        self.lent_bytes -= _nbytes(buffer)
-        return buffer
+        return self.lent.pop(min(free, key=lambda i: self.lent[i][0].numel()))[0]
 
 
 _PRIVATE = {"flags": mmap.MAP_PRIVATE} if hasattr(mmap, "MAP_PRIVATE") else {}
