@@ -233,6 +233,89 @@ def test_pool_ties_are_the_windows_with_two_finite_maxima(
     assert count == int(tied.sum())
 
 
+def _tie_data(shape: tuple[int, ...], seed: int, dtype: torch.dtype) -> Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randint(-2, 3, shape, generator=g) / 2).to(dtype)  # many ties, +0 with -0 among them
+    x[x == 0] *= torch.where(torch.rand(x.shape, generator=g) < 0.5, -1.0, 1.0).to(dtype)[x == 0]
+    return x
+
+
+_POSITION_GRIDS = [((2, 2), (2, 2)), ((2, 3), (2, 3)), ((1, 2), (1, 2)), ((2, 2), (1, 2)), ((2, 4), (3, 5))]
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize(("kernel", "stride"), _POSITION_GRIDS)
+@pytest.mark.parametrize("shape", [(2, 3, 9, 10), (4, 8, 7), (1, 1, 4, 12)])
+def test_pool_positions_mark_the_entries_that_are_not_the_maximum(
+    dtype: torch.dtype, kernel: tuple[int, int], stride: tuple[int, int], shape: tuple[int, ...]
+) -> None:
+    x = _tie_data(shape, sum(shape) + sum(stride), dtype)
+    x.view(-1)[::5] = -torch.inf  # never a maximum here: every window holds a finite entry
+    value = F.max_pool2d(x, kernel, stride)  # (a NaN would be its window's maximum: see the next test)
+    windows = x.unfold(-2, kernel[0], stride[0]).unfold(-2, kernel[1], stride[1]).flatten(-2)
+    others = windows != value[..., None]
+    expected = (others.to(torch.int64) << torch.arange(others.shape[-1])).sum(-1)
+    out = torch.full(value.shape, 255, dtype=torch.uint8)
+    tied = _native.pool_positions(x, value, kernel, stride, out)
+    assert torch.equal(out.to(torch.int64), expected)
+    assert tied == int(((~others).sum(-1) >= 2).sum()) and tied > 0
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_pool_positions_decline_a_maximum_that_is_not_finite(dtype: torch.dtype) -> None:
+    x = _tie_data((1, 2, 6, 6), 0, dtype)
+    out = torch.empty(1, 2, 3, 3, dtype=torch.uint8)
+    for special in (torch.inf, torch.nan):
+        y = x.clone()
+        y[0, 1, 5, 5] = special
+        assert _native.pool_positions(y, F.max_pool2d(y, 2), (2, 2), (2, 2), out) is None
+    assert _native.pool_positions(x, F.max_pool2d(x, 2), (2, 2), (2, 2), out) is not None
+
+
+def _scatter_oracle(
+    grad: Tensor, x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], rule: str
+) -> Tensor:
+    """The input gradient by PyTorch operators, one strided slice of the input per window position."""
+    value = F.max_pool2d(x, kernel, stride)
+    at = x.unfold(-2, kernel[0], stride[0]).unfold(-2, kernel[1], stride[1]).flatten(-2) == value[..., None]
+    if rule == "last":  # keep the last maximum of each window only
+        at = at & (at.flip(-1).cumsum(-1).flip(-1) == 1)
+    share = grad / at.sum(-1).to(grad.dtype)
+    out = torch.zeros_like(x)
+    (oh, ow), (sh, sw) = value.shape[-2:], stride
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            rows, cols = slice(i, i + (oh - 1) * sh + 1, sh), slice(j, j + (ow - 1) * sw + 1, sw)
+            out[..., rows, cols] += torch.where(at[..., i * kernel[1] + j], share, 0)
+    return out
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize(
+    ("kernel", "stride"), [g for g in _POSITION_GRIDS if g[0][0] <= g[1][0] and g[0][1] <= g[1][1]]
+)
+@pytest.mark.parametrize("rule", ["split", "last"])
+def test_pool_scatter_sends_the_gradient_to_the_maxima(
+    dtype: torch.dtype, kernel: tuple[int, int], stride: tuple[int, int], rule: str
+) -> None:
+    x = _tie_data((2, 3, 9, 13), sum(kernel) + sum(stride), dtype)
+    value = F.max_pool2d(x, kernel, stride)
+    g = torch.Generator().manual_seed(1)
+    grad = torch.randn(value.shape, generator=g, dtype=dtype)
+    grad.view(-1)[::5] = -0.0
+    grad.view(-1)[1::9] = torch.inf
+    grad.view(-1)[2::17] = torch.nan
+    bits = torch.empty(value.shape, dtype=torch.uint8)
+    assert _native.pool_positions(x, value, kernel, stride, bits)
+    got = _native.pool_scatter(grad, bits, x.shape, kernel, stride, rule)
+    assert got is not None
+    assert torch.equal(
+        got.view(torch.uint8), _scatter_oracle(grad, x, kernel, stride, rule).view(torch.uint8)
+    )
+    transposed = _native.pool_scatter(grad.mT.contiguous().mT, bits, x.shape, kernel, stride, rule)
+    assert transposed is not None and torch.equal(transposed.view(torch.uint8), got.view(torch.uint8))
+
+
 def test_passes_decline_where_they_do_not_apply() -> None:
     x = torch.randn(4, 6)
     mask = x > 0
@@ -264,6 +347,16 @@ def test_passes_decline_where_they_do_not_apply() -> None:
     assert _native.pool_ties(y, overhang, (2, 2), (2, 2)) is None
     assert _native.pool_ties(y.transpose(-1, -2), F.max_pool2d(y, 2), (2, 2), (2, 2)) is None
     assert _native.pool_ties(y[0, 0, 0], y[0, 0, 0], (2, 2), (2, 2)) is None  # one dimension
+    value, bits = F.max_pool2d(y, 2), torch.empty(1, 1, 2, 2, dtype=torch.uint8)
+    assert _native.pool_positions(y, value, (2, 2), (2, 2), bits.bool()) is None  # not uint8
+    assert _native.pool_positions(y, value, (2, 2), (2, 2), bits[..., :1]) is None  # another shape
+    wide = torch.empty(1, 1, 1, 1, dtype=torch.uint8)
+    assert _native.pool_positions(y, F.max_pool2d(y, 3), (3, 3), (3, 3), wide) is None  # 9 > 8 bits
+    assert _native.pool_positions(y, value, (2, 2), (2, 2), bits) is not None
+    assert _native.pool_scatter(value, bits, y.shape, (2, 2), (1, 1), "split") is None  # windows overlap
+    assert _native.pool_scatter(value, bits, y.shape, (2, 2), (2, 2), "first") is None  # not a rule it has
+    assert _native.pool_scatter(value.half(), bits, y.shape, (2, 2), (2, 2), "split") is None
+    assert _native.pool_scatter(value, bits[..., :1], y.shape, (2, 2), (2, 2), "split") is None
 
     seen: list[bool] = []
 
@@ -311,9 +404,43 @@ def test_monitor_policy_and_certified_results_are_the_same_without_the_passes(
 
     compiled = run()
     assert sum(r.exact_kinks for r in compiled[0]) > 0
+    assert sum(r.exact_kinks for r in compiled[0] if r.op == "max_pool2d") > 0
     assert {r.op for r in compiled[0] if r.exact_kinks} == {"relu", "max_pool2d"}
     monkeypatch.setattr(_native, "_kernels", None)
     fallback = run()
     assert compiled[0] == fallback[0]
     for got, want in zip(compiled[1] + compiled[2], fallback[1] + fallback[2]):
+        assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("rule", ["split", "last"])
+def test_policy_pool_rules_are_the_same_without_the_passes(
+    dtype: torch.dtype, rule: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tied max-pool windows (2-D, 1-D, and overlapping windows whose backward is PyTorch operators) under
+    a policy alone, whose tie positions come from one compiled pass: the same gradients as without it,
+    bit for bit, and first-order and double backward alike."""
+    model = _network().to(dtype)
+    g = torch.Generator().manual_seed(4)
+    x = (torch.rand(5, 1, 8, 8, generator=g) < 0.3).to(dtype) * torch.rand(5, 1, 8, 8, generator=g).to(dtype)
+    y = torch.randint(0, 3, (5,), generator=g)
+    flat = (torch.randint(0, 3, (3, 2, 12), generator=g) / 2).to(dtype).requires_grad_()
+    weights = torch.randn(3, 2, 11, generator=g, dtype=dtype)
+
+    def run() -> list[Tensor]:
+        model.zero_grad()
+        with kinkgrad.kink_policy(max_pool1d=rule, max_pool2d=rule):
+            F.cross_entropy(model(x), y).backward()
+            pooled = F.max_pool1d(flat, 2)
+            (first,) = torch.autograd.grad((pooled**2).sum(), flat)
+            (overlapping,) = torch.autograd.grad((F.max_pool1d(flat, 2, 1) * weights).sum(), flat)
+            (inner,) = torch.autograd.grad((F.max_pool1d(flat, 2) ** 3).sum(), flat, create_graph=True)
+            (second,) = torch.autograd.grad(inner.sum(), flat)
+        return [p.grad.clone() for p in model.parameters()] + [first, overlapping, second]
+
+    compiled = run()
+    monkeypatch.setattr(_native, "_kernels", None)
+    fallback = run()
+    for got, want in zip(compiled, fallback):
         assert torch.equal(got, want)

@@ -243,7 +243,12 @@ static uint32_t ties2x2_f32(const float *row, const float *next, const float *v,
         __m128i bytes = _mm_packs_epi32(tie, tie);
         bytes = _mm_and_si128(_mm_packs_epi16(bytes, bytes), one);
         int32_t word = _mm_cvtsi128_si32(bytes);
-        memcpy(o + ow, &word, pair ? 2 : 4);
+        if (pair) { /* (fixed-size copies: a variable one is a call) */
+            uint16_t half = (uint16_t)word;
+            memcpy(o + ow, &half, 2);
+        } else {
+            memcpy(o + ow, &word, 4);
+        }
         if (pair) {
             ow += 2;
             break;
@@ -307,6 +312,203 @@ static uint32_t ties2x2_f32(const float *row, const float *next, const float *v,
     }
 TIES(ties_f32, float, fabsf, FLT_MAX)
 TIES(ties_f64, double, fabs, DBL_MAX)
+
+/* Per 4-bit set of a 2x2 window's maxima (bit i: entry i): is it a tie (two or more)? */
+static const uint8_t TIED4[16] = {0, 0, 0, 1, 0, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1};
+
+#ifdef HAVE_SSE2
+/* POSITIONS below for the 2x2, stride-2 windows of one output row in float32, four (then two) windows at
+ * a time:
+ * each window's maximum is duplicated to line up with its two columns and compared with the two input
+ * rows; the comparisons' sign bits are the windows' maxima. Sets *done to how many windows it covered
+ * and *finite to whether all their maxima are finite; returns their ties. */
+static uint32_t positions2x2_f32(const float *row, const float *next, const float *v, uint8_t *o, int64_t OW,
+                                 int64_t *done, int *finite) {
+    const __m128 magnitude = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+    const __m128 largest = _mm_set1_ps(FLT_MAX);
+    uint32_t ties = 0;
+    int ok = 1;
+    int64_t ow = 0;
+    for (; ow + 2 <= OW; ow += 4) {
+        int pair = ow + 4 > OW; /* two windows left: the upper lanes hold zeros and are dropped */
+        __m128 m = pair ? _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(v + ow))) : _mm_loadu_ps(v + ow);
+        __m128 lo = _mm_unpacklo_ps(m, m), hi = _mm_unpackhi_ps(m, m);
+        unsigned r0 = (unsigned)_mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(row + 2 * ow), lo));
+        unsigned n0 = (unsigned)_mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(next + 2 * ow), lo));
+        unsigned r1 = pair ? 0 : (unsigned)_mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(row + 2 * ow + 4), hi));
+        unsigned n1 = pair ? 0 : (unsigned)_mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(next + 2 * ow + 4), hi));
+        ok &= _mm_movemask_ps(_mm_cmple_ps(_mm_and_ps(m, magnitude), largest)) == 15;
+        unsigned a0 = (r0 & 3) | (n0 & 3) << 2, a1 = r0 >> 2 | (n0 & 12);
+        unsigned a2 = (r1 & 3) | (n1 & 3) << 2, a3 = r1 >> 2 | (n1 & 12);
+        uint32_t word = (a0 | a1 << 8 | a2 << 16 | a3 << 24) ^ 0x0f0f0f0fu; /* (little-endian: byte k) */
+        if (pair) { /* (fixed-size copies: a variable one is a call) */
+            uint16_t half = (uint16_t)word;
+            memcpy(o + ow, &half, 2);
+        } else {
+            memcpy(o + ow, &word, 4);
+        }
+        ties += TIED4[a0] + TIED4[a1] + (pair ? 0 : TIED4[a2] + TIED4[a3]);
+        if (pair) {
+            ow += 2;
+            break;
+        }
+    }
+    *done = ow;
+    *finite = ok;
+    return ties;
+}
+#define POSITIONS2X2_float(row, next, v, o, OW, done, finite) positions2x2_f32(row, next, v, o, OW, done, finite)
+
+/* SCATTER below for the 2x2, stride-2 windows of one output row in float32, four (then two) windows at a time, all
+ * in vector registers (a scalar table per window, stored and reloaded as a vector, stalled each load):
+ * each window's mask of kept entries ("split": its maxima; "last": the last of them) and share, the
+ * share duplicated to line up with the window's two columns, kept where the mask has the entry's bit and
+ * added to 0, as in SCATTER. Returns how many windows it covered. */
+static int64_t scatter2x2_f32(const float *g, const uint8_t *b, float *row, float *next, int64_t OW, int rule) {
+    const __m128i top = _mm_setr_epi32(1, 2, 1, 2), bottom = _mm_setr_epi32(4, 8, 4, 8);
+    const __m128i one = _mm_set1_epi32(1), two = _mm_set1_epi32(2), four = _mm_set1_epi32(4);
+    const __m128i eight = _mm_set1_epi32(8), fifteen = _mm_set1_epi32(15), zeroi = _mm_setzero_si128();
+    const __m128 zero = _mm_setzero_ps(), ones = _mm_set1_ps(1.0f);
+    int64_t ow = 0;
+    for (; ow + 2 <= OW; ow += 4) {
+        int pair = ow + 4 > OW; /* two windows left: the upper lanes are not stored */
+        int32_t word;
+        if (pair) { /* (fixed-size copies: a variable one is a call) */
+            uint16_t half;
+            memcpy(&half, b + ow, 2);
+            word = half;
+        } else {
+            memcpy(&word, b + ow, 4);
+        }
+        __m128i bytes = _mm_unpacklo_epi8(_mm_cvtsi32_si128(word), zeroi);
+        __m128i at = _mm_xor_si128(_mm_unpacklo_epi16(bytes, zeroi), fifteen); /* the maxima, per window */
+        __m128i kept;
+        __m128 count;
+        if (rule) { /* the highest bit of at */
+            __m128i ge8 = _mm_cmpgt_epi32(at, _mm_set1_epi32(7)), ge4 = _mm_cmpgt_epi32(at, _mm_set1_epi32(3));
+            __m128i ge2 = _mm_cmpgt_epi32(at, one);
+            __m128i high = _mm_or_si128(_mm_and_si128(ge8, eight), _mm_andnot_si128(ge8, _mm_and_si128(ge4, four)));
+            __m128i low = _mm_or_si128(_mm_andnot_si128(ge4, _mm_and_si128(ge2, two)), _mm_andnot_si128(ge2, at));
+            kept = _mm_or_si128(high, low);
+            count = ones;
+        } else {
+            kept = at;
+            __m128i c = _mm_add_epi32(_mm_add_epi32(_mm_and_si128(at, one), _mm_and_si128(_mm_srli_epi32(at, 1), one)),
+                                      _mm_add_epi32(_mm_and_si128(_mm_srli_epi32(at, 2), one), _mm_srli_epi32(at, 3)));
+            count = _mm_cvtepi32_ps(c);
+        }
+        __m128 share = _mm_div_ps(
+            pair ? _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(g + ow))) : _mm_loadu_ps(g + ow), count);
+        __m128i klo = _mm_unpacklo_epi32(kept, kept), khi = _mm_unpackhi_epi32(kept, kept);
+        __m128 slo = _mm_unpacklo_ps(share, share), shi = _mm_unpackhi_ps(share, share);
+#define KEPT(k, bits, s) \
+    _mm_add_ps(zero, _mm_and_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(k, bits), bits)), s))
+        _mm_storeu_ps(row + 2 * ow, KEPT(klo, top, slo));
+        _mm_storeu_ps(next + 2 * ow, KEPT(klo, bottom, slo));
+        if (pair) {
+            ow += 2;
+            break;
+        }
+        _mm_storeu_ps(row + 2 * ow + 4, KEPT(khi, top, shi));
+        _mm_storeu_ps(next + 2 * ow + 4, KEPT(khi, bottom, shi));
+    }
+#undef KEPT
+    return ow;
+}
+#define SCATTER2X2_float(g, b, row, next, OW, rule) scatter2x2_f32(g, b, row, next, OW, rule)
+#else
+#define POSITIONS2X2_float(row, next, v, o, OW, done, finite) (*(done) = 0, *(finite) = 1, 0u)
+#define SCATTER2X2_float(g, b, row, next, OW, rule) ((int64_t)0)
+#endif
+#define POSITIONS2X2_double(row, next, v, o, OW, done, finite) (*(done) = 0, *(finite) = 1, 0u)
+#define SCATTER2X2_double(g, b, row, next, OW, rule) ((int64_t)0)
+
+/* Max-pool tie positions, for a backward that resolves ties: x, value and geometry as in TIES, at most 8
+ * entries per window (kh * kw <= 8). out[w] gets bit i (window order: row by row) set where entry i of
+ * window w is not its maximum (x != value; NaN too). Returns how many windows attain their maximum twice
+ * or more, or -1 where a maximum is not finite: the caller then runs its PyTorch operators, which treat
+ * such windows as PyTorch does. The 2x2, stride-2 case starts each row with its own loop (above). */
+#define POSITIONS(NAME, T, ABS, MAX)                                                                    \
+    static int64_t NAME(const T *x, const T *value, int64_t planes, int64_t H, int64_t W,               \
+                        int64_t OH, int64_t OW, int64_t kh, int64_t kw, int64_t sh, int64_t sw,         \
+                        uint8_t *out) {                                                                 \
+        int64_t total = 0;                                                                              \
+        int quad = kh == 2 && kw == 2 && sw == 2;                                                       \
+        for (int64_t p = 0; p < planes; p++) {                                                          \
+            for (int64_t oh = 0; oh < OH; oh++) {                                                       \
+                const T *row = x + (p * H + oh * sh) * W;                                               \
+                const T *v = value + (p * OH + oh) * OW;                                                \
+                uint8_t *o = out + (p * OH + oh) * OW;                                                  \
+                int64_t first = 0;                                                                      \
+                int finite = 1;                                                                         \
+                uint32_t count = 0;                                                                     \
+                if (quad)                                                                               \
+                    count = POSITIONS2X2_##T(row, row + W, v, o, OW, &first, &finite);                  \
+                if (!finite)                                                                            \
+                    return -1;                                                                          \
+                for (int64_t ow = first; ow < OW; ow++) {                                               \
+                    T m = v[ow];                                                                        \
+                    if (!(ABS(m) <= MAX))                                                               \
+                        return -1;                                                                      \
+                    const T *win = row + ow * sw;                                                       \
+                    unsigned bits = 0;                                                                  \
+                    int maxima = 0;                                                                     \
+                    for (int64_t i = 0; i < kh; i++)                                                    \
+                        for (int64_t j = 0; j < kw; j++) {                                              \
+                            int at = win[i * W + j] == m;                                               \
+                            bits |= (unsigned)!at << (i * kw + j);                                      \
+                            maxima += at;                                                               \
+                        }                                                                               \
+                    o[ow] = (uint8_t)bits;                                                              \
+                    count += maxima >= 2;                                                               \
+                }                                                                                       \
+                total += count;                                                                         \
+            }                                                                                           \
+        }                                                                                               \
+        return total;                                                                                   \
+    }
+POSITIONS(positions_f32, float, fabsf, FLT_MAX)
+POSITIONS(positions_f64, double, fabs, DBL_MAX)
+
+/* The backward of a max-pool whose ties are resolved: grad is [planes, OH, OW], bits its windows' tie
+ * positions (from POSITIONS), gi the input's gradient [planes, H, W]. Windows do not overlap (sh >= kh,
+ * sw >= kw): every entry of a window is written once, and entries outside all windows are left as they
+ * are (the caller zeroes them). rule 0 ("split"): each maximum of a window gets 0 + grad / (the window's
+ * number of maxima), its other entries 0; rule 1 ("last"): its last maximum gets 0 + grad. The sum with
+ * 0 is what PyTorch's operators compute, adding to a zero gradient (0 + -0.0 is +0.0). The 2x2,
+ * stride-2 case starts each row with its own loop (above). */
+#define SCATTER(NAME, T)                                                                                \
+    static void NAME(const T *grad, const uint8_t *bits, int64_t planes, int64_t H, int64_t W,          \
+                     int64_t OH, int64_t OW, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int rule,  \
+                     T *gi) {                                                                           \
+        int quad = kh == 2 && kw == 2 && sw == 2;                                                       \
+        for (int64_t p = 0; p < planes; p++) {                                                          \
+            for (int64_t oh = 0; oh < OH; oh++) {                                                       \
+                T *row = gi + (p * H + oh * sh) * W;                                                    \
+                const T *g = grad + (p * OH + oh) * OW;                                                 \
+                const uint8_t *b = bits + (p * OH + oh) * OW;                                           \
+                int64_t first = quad ? SCATTER2X2_##T(g, b, row, row + W, OW, rule) : 0;                \
+                for (int64_t ow = first; ow < OW; ow++) {                                               \
+                    T *win = row + ow * sw;                                                             \
+                    int maxima = 0, last = -1;                                                          \
+                    for (int i = 0; i < kh * kw; i++)                                                   \
+                        if (!(b[ow] >> i & 1)) {                                                        \
+                            maxima++;                                                                   \
+                            last = i;                                                                   \
+                        }                                                                               \
+                    T share = (T)0 + (rule == 1 ? g[ow] : g[ow] / (T)maxima);                           \
+                    for (int i = 0; i < kh; i++)                                                        \
+                        for (int j = 0; j < kw; j++) {                                                  \
+                            int at = i * (int)kw + j;                                                   \
+                            int kept = rule == 1 ? at == last : !(b[ow] >> at & 1);                     \
+                            win[i * W + j] = kept ? share : (T)0;                                       \
+                        }                                                                               \
+                }                                                                                       \
+            }                                                                                           \
+        }                                                                                               \
+    }
+SCATTER(scatter_f32, float)
+SCATTER(scatter_f64, double)
 
 /* ---- Python bindings: addresses and sizes as integers; `wide` selects float64 ---- */
 
@@ -453,6 +655,41 @@ static PyObject *py_ties(PyObject *self, PyObject *args) {
     return PyLong_FromLongLong(r);
 }
 
+static PyObject *py_positions(PyObject *self, PyObject *args) {
+    unsigned long long x, value, out;
+    long long planes, H, W, OH, OW, kh, kw, sh, sw;
+    int wide;
+    if (!PyArg_ParseTuple(args, "KKLLLLLLLLLKp", &x, &value, &planes, &H, &W, &OH, &OW, &kh, &kw, &sh,
+                          &sw, &out, &wide))
+        return NULL;
+    int64_t r;
+    Py_BEGIN_ALLOW_THREADS
+    r = wide ? positions_f64((const double *)x, (const double *)value, planes, H, W, OH, OW, kh, kw, sh, sw,
+                             (uint8_t *)out)
+             : positions_f32((const float *)x, (const float *)value, planes, H, W, OH, OW, kh, kw, sh, sw,
+                             (uint8_t *)out);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLongLong(r);
+}
+
+static PyObject *py_scatter(PyObject *self, PyObject *args) {
+    unsigned long long grad, bits, gi;
+    long long planes, H, W, OH, OW, kh, kw, sh, sw;
+    int rule, wide;
+    if (!PyArg_ParseTuple(args, "KKLLLLLLLLLiKp", &grad, &bits, &planes, &H, &W, &OH, &OW, &kh, &kw, &sh,
+                          &sw, &rule, &gi, &wide))
+        return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    if (wide)
+        scatter_f64((const double *)grad, (const uint8_t *)bits, planes, H, W, OH, OW, kh, kw, sh, sw, rule,
+                    (double *)gi);
+    else
+        scatter_f32((const float *)grad, (const uint8_t *)bits, planes, H, W, OH, OW, kh, kw, sh, sw, rule,
+                    (float *)gi);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"equal", py_equal, METH_VARARGS, "equal(x, n, point, out, wide) -> count: out = (x == point)"},
     {"equal_span", py_equal_span, METH_VARARGS,
@@ -467,6 +704,12 @@ static PyMethodDef methods[] = {
      "relu_backward(out, g, y, mask, n, slope, wide): slope * g where mask, else g where y > 0, else 0"},
     {"count", py_count, METH_VARARGS, "count(mask, n) -> true entries of a 0/1 byte mask"},
     {"ties", py_ties, METH_VARARGS, "ties(x, value, planes, H, W, OH, OW, kh, kw, sh, sw, out, wide) -> count"},
+    {"positions", py_positions, METH_VARARGS,
+     "positions(x, value, planes, H, W, OH, OW, kh, kw, sh, sw, out, wide) -> ties, or -1 (a maximum not "
+     "finite): out = per window, bits of the entries that are not its maximum"},
+    {"scatter", py_scatter, METH_VARARGS,
+     "scatter(grad, bits, planes, H, W, OH, OW, kh, kw, sh, sw, rule, gi, wide): gi += grad sent to each "
+     "window's maxima (rule 0: split evenly; 1: the last)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -475,7 +718,7 @@ static struct PyModuleDef module = {
 
 /* Bumped with every change to a function's arguments or meaning: kinkgrad/_native.py ignores a build of
  * another version (an install not rebuilt since the source changed) and uses PyTorch operators. */
-#define VERSION 4
+#define VERSION 5
 
 PyMODINIT_FUNC PyInit__kernels(void) {
     PyObject *m = PyModule_Create(&module);

@@ -18,7 +18,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-_VERSION = 4
+_VERSION = 5
 """The version of ``_kernels.c`` this module calls (its ``VERSION``)."""
 
 try:
@@ -43,6 +43,8 @@ __all__ = [
     "equal_span",
     "hits",
     "near",
+    "pool_positions",
+    "pool_scatter",
     "pool_ties",
     "put",
     "relu_backward",
@@ -195,6 +197,27 @@ def relu_backward(grad: Tensor, output: Tensor, mask: Tensor, slope: float) -> T
     return out
 
 
+def _pool_geometry(
+    x: Tensor, value: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...]
+) -> tuple[int, ...] | None:
+    """``(planes, H, W, OH, OW, kh, kw, sh, sw)`` of a 2-D max-pool of ``x`` (``[..., H, W]``) into
+    ``value`` with no padding or dilation, or ``None`` where a pass cannot read it (windows that
+    overhang the input included)."""
+    if x.dim() < 2 or value.dim() != x.dim() or len(kernel) != 2 or len(stride) != 2:
+        return None
+    (kh, kw), (sh, sw) = kernel, stride
+    (h, w), (oh, ow) = x.shape[-2:], value.shape[-2:]
+    if (
+        x.shape[:-2] != value.shape[:-2]
+        or min(kh, kw, sh, sw) < 1
+        or (oh and (oh - 1) * sh + kh > h)
+        or (ow and (ow - 1) * sw + kw > w)
+    ):
+        return None
+    planes = value.numel() // max(oh * ow, 1)
+    return planes, h, w, oh, ow, kh, kw, sh, sw
+
+
 def pool_ties(
     x: Tensor, value: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...]
 ) -> tuple[Tensor, int] | None:
@@ -203,20 +226,61 @@ def pool_ties(
     twice or more, and how many there are. ``None`` where the pass does not apply (windows that overhang
     the input included)."""
     wide = _wide(x, value)
-    if wide is None or x.dim() < 2 or value.dim() != x.dim() or len(kernel) != 2 or len(stride) != 2:
-        return None
-    (kh, kw), (sh, sw) = kernel, stride
-    (h, w), (oh, ow) = x.shape[-2:], value.shape[-2:]
-    planes = value.numel() // max(oh * ow, 1)
-    if (
-        x.shape[:-2] != value.shape[:-2]
-        or min(kh, kw, sh, sw) < 1
-        or (oh and (oh - 1) * sh + kh > h)
-        or (ow and (ow - 1) * sw + kw > w)
-    ):
+    geometry = None if wide is None else _pool_geometry(x, value, kernel, stride)
+    if geometry is None:
         return None
     out = torch.empty(value.shape, dtype=torch.bool)
-    tied: int = _kernels.ties(
-        x.data_ptr(), value.data_ptr(), planes, h, w, oh, ow, kh, kw, sh, sw, out.data_ptr(), wide
-    )
+    tied: int = _kernels.ties(x.data_ptr(), value.data_ptr(), *geometry, out.data_ptr(), wide)
     return out, tied
+
+
+def pool_positions(
+    x: Tensor, value: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], out: Tensor
+) -> int | None:
+    """For a max-pool as in :func:`pool_ties` with at most 8 entries per window: writes into ``out``
+    (``uint8``, shaped like ``value``) one byte per window whose bit ``i`` is set where entry ``i`` (window
+    order, row by row) is not the window's maximum, and returns how many windows attain their maximum
+    twice or more. ``None`` where the pass does not apply, or where a maximum is not finite (``out`` is
+    then undefined)."""
+    wide = _wide(x, value)
+    geometry = None if wide is None else _pool_geometry(x, value, kernel, stride)
+    if (
+        geometry is None
+        or kernel[0] * kernel[1] > 8
+        or out.dtype != torch.uint8
+        or not _flat(out)
+        or out.shape != value.shape
+    ):
+        return None
+    tied: int = _kernels.positions(x.data_ptr(), value.data_ptr(), *geometry, out.data_ptr(), wide)
+    return None if tied < 0 else tied
+
+
+def pool_scatter(
+    grad: Tensor,
+    bits: Tensor,
+    shape: torch.Size,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    rule: str,
+) -> Tensor | None:
+    """The gradient, shaped ``shape``, of the input of a max-pool as in :func:`pool_positions` (whose
+    ``bits`` give each window's maxima) with non-overlapping windows: ``grad`` sent to each window's
+    maxima, ``"split"`` evenly (``grad / count``) or to the ``"last"``, and 0 elsewhere. ``None`` where the
+    pass does not apply."""
+    if rule not in ("split", "last") or not (kernel[0] <= stride[0] and kernel[1] <= stride[1]):
+        return None
+    grad = grad.contiguous()
+    wide = _wide(grad)
+    if wide is None or bits.dtype != torch.uint8 or not _flat(bits) or bits.shape != grad.shape:
+        return None
+    grad_input = torch.empty(shape, dtype=grad.dtype)
+    geometry = _pool_geometry(grad_input, grad, kernel, stride)
+    if geometry is None:
+        return None
+    _, h, w, oh, ow, kh, kw, sh, sw = geometry
+    if (kh, kw, oh * sh, ow * sw) != (sh, sw, h, w):  # (the pass writes the entries of windows only)
+        grad_input.zero_()
+    rule_code = 0 if rule == "split" else 1
+    _kernels.scatter(grad.data_ptr(), bits.data_ptr(), *geometry, rule_code, grad_input.data_ptr(), wide)
+    return grad_input

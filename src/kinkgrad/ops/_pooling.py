@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -26,7 +27,7 @@ from kinkgrad._autodiff import Trace, needs_rule, trace_mode, weighted, zero_tan
 from kinkgrad._observe import active_observer
 from kinkgrad._policy import from_policy
 from kinkgrad._rules import Chooser, check_tie_rule, tie_weights
-from kinkgrad._scratch import scratch
+from kinkgrad._scratch import keep, scratch
 from kinkgrad.ops._selection import _finite_where, _generator
 
 __all__ = [
@@ -93,15 +94,21 @@ def _resolve(
     windows: Windows,
     at_kink: Any,
     ties: Callable[[], tuple[Tensor, int] | None] | None = None,
+    grid: Grid | None = None,
 ) -> Tensor:
     """``value`` (the pool of ``input``) with its ties resolved by ``at_kink`` and reported to the
     observer. ``ties()``, where given, computes the tied-window mask and its count in one compiled pass
-    (``None`` where that does not apply); it serves every eager case that needs no tie positions."""
+    (``None`` where that does not apply); it serves every eager case that needs no tie positions.
+    ``grid``, where given, is the geometry of a pool that compiled passes can read (see :class:`Grid`)."""
     watch = active_observer()
     rule = None if at_kink is None else check_tie_rule(at_kink)
     mode = trace_mode(input)
     if (mode is Trace.NONE and watch is None) or input.numel() == 0:
         return value
+    if grid is not None and watch is None and mode is Trace.EAGER and rule in ("last", "split"):
+        ruled = _native_rule(input, value, rule, windows, grid)
+        if ruled is not None:
+            return ruled
     # "first" is PyTorch's own choice (the first maximum in window order; non-finite windows as
     # PyTorch has them): its own derivatives, under every transform, already take it
     applies = rule is not None and rule != "first"
@@ -151,6 +158,39 @@ def _surrogate(
     return _finite_where(value, picked)
 
 
+@dataclass(frozen=True)
+class Grid:
+    """A max-pool that the compiled passes read as 2-D (``kernel``, ``stride``; no padding, no dilation):
+    a 1-D pool as windows one row high (``lift``: its tensors get that row)."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    lift: bool
+
+    def view(self, t: Tensor) -> Tensor:
+        return t.unsqueeze(-2) if self.lift else t
+
+    def shape(self, shape: torch.Size) -> torch.Size:
+        return torch.Size((*shape[:-1], 1, shape[-1])) if self.lift else shape
+
+
+def _native_rule(input: Tensor, value: Tensor, rule: str, windows: Windows, grid: Grid) -> Tensor | None:
+    """Eager ``"last"`` or ``"split"`` from one compiled pass over the windows
+    (:func:`kinkgrad._native.pool_positions`), whose tie positions, one byte per window, are all the rule
+    saves; ``None`` where that pass does not apply (a window of more than 8 entries, a maximum that is
+    not finite, another dtype...). No window tied: ``value`` itself, PyTorch's own derivative."""
+    pooled = grid.view(value.detach())
+    bits = scratch(pooled, torch.uint8)
+    tied = _native.pool_positions(grid.view(input.detach()), pooled, grid.kernel, grid.stride, bits)
+    if tied is None:
+        return None
+    if not tied:
+        return value
+    others = keep(bits).view(value.shape)
+    out: Tensor = _EagerPoolRule.apply(input, value.detach(), others, None, rule, windows, grid)
+    return out
+
+
 def _eager_rule(rule: Any, mode: Trace, input: Tensor, value: Tensor, views: list[Tensor]) -> bool:
     """Whether :class:`_EagerPoolRule` can apply ``rule``: plain eager autograd, a deterministic rule,
     windows that are strided views of the input (no padding to fill) with at most 31 positions, and
@@ -169,25 +209,43 @@ class _EagerPoolRule(torch.autograd.Function):
     its tied maxima by ``rule`` (``"split"``: evenly; ``"last"``: the last in window order).
 
     Saves one bit per window position (which candidates are not the maximum, packed into one integer
-    per window) and the count of such candidates: less than PyTorch's own int64 indices.
+    per window) and, unless the backward counts them itself (``count`` None), the count of such
+    candidates: less than PyTorch's own int64 indices. With a ``grid`` (windows that do not overlap,
+    then) the backward is one compiled pass (:func:`kinkgrad._native.pool_scatter`) where it applies.
     Eager only, so ``forward`` takes ``ctx`` (as :class:`~kinkgrad.ops._elementwise._EagerRule`'s does).
     """
 
     @staticmethod
     def forward(
-        ctx: Any, input: Tensor, value: Tensor, others: Tensor, count: Tensor, rule: str, windows: Windows
+        ctx: Any,
+        input: Tensor,
+        value: Tensor,
+        others: Tensor,
+        count: Tensor | None,
+        rule: str,
+        windows: Windows,
+        grid: Grid | None = None,
     ) -> Tensor:
         ctx.save_for_backward(others, count)
-        ctx.shape, ctx.rule, ctx.windows = input.shape, rule, windows
+        ctx.shape, ctx.rule, ctx.windows, ctx.grid = input.shape, rule, windows, grid
         return value
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         others, count = ctx.saved_tensors
+        fresh = torch.is_grad_enabled()  # double backward: each write needs a view of the updated tensor
+        grid: Grid | None = ctx.grid
+        if grid is not None and not fresh:
+            fused = _native.pool_scatter(
+                grid.view(grad), grid.view(others), grid.shape(ctx.shape), grid.kernel, grid.stride, ctx.rule
+            )
+            if fused is not None:
+                return fused.view(ctx.shape), None, None, None, None, None, None
         grad_input = grad.new_zeros(ctx.shape)
         views = ctx.windows(grad_input, 0.0)  # views of grad_input: no padding (see _eager_rule)
         size = len(views)
-        fresh = torch.is_grad_enabled()  # double backward: each write needs a view of the updated tensor
+        if count is None:
+            count = sum((others >> bit) & 1 for bit in range(size))
 
         def view(bit: int) -> Tensor:
             return ctx.windows(grad_input, 0.0)[bit] if fresh else views[bit]
@@ -212,7 +270,7 @@ class _EagerPoolRule(torch.autograd.Function):
                 chosen = (1 - ((others >> bit) & 1)) * (1 - taken)
                 add(bit, grad, chosen)
                 taken |= chosen
-        return grad_input, None, None, None, None, None
+        return grad_input, None, None, None, None, None, None
 
 
 def _not_max(
@@ -337,14 +395,14 @@ def _max_pool(
     s = _tuple(stride, n) or k
     p, d = _tuple(padding, n), _tuple(dilation, n)
     windows = _strided(n, k, s, p, d, value.shape[-n:])
-    ties = None
+    ties = grid = None
     if n < 3 and not any(p) and all(di == 1 for di in d):
-        seen, pooled = input.detach(), value.detach()
-        if n == 1:  # a 1-D pool is a 2-D pool of windows one row high
-            ties = partial(_native.pool_ties, seen.unsqueeze(-2), pooled.unsqueeze(-2), (1, *k), (1, *s))
-        else:
-            ties = partial(_native.pool_ties, seen, pooled, k, s)
-    out_value = _resolve(native.__name__, input, value, windows, at_kink, ties)
+        # a 1-D pool is a 2-D pool of windows one row high
+        grid = Grid((1, k[0]), (1, s[0]), True) if n == 1 else Grid((k[0], k[1]), (s[0], s[1]), False)
+        ties = partial(
+            _native.pool_ties, grid.view(input.detach()), grid.view(value.detach()), grid.kernel, grid.stride
+        )
+    out_value = _resolve(native.__name__, input, value, windows, at_kink, ties, grid)
     return (out_value, indices) if return_indices else out_value
 
 
