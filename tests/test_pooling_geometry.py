@@ -78,6 +78,30 @@ def test_max_pool_geometry(n: int, config: tuple[int, int, int, int, bool], rule
         torch.testing.assert_close(got, torch_grad)
 
 
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("n", [1, 2])
+def test_split_of_windows_that_tile_the_input_under_a_transform(
+    n: int, k: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows that tile the input exactly (stride = kernel, sizes multiples of it) take the tiled form of
+    ``"split"`` under a transform; an upstream gradient with inf: the oracle's values, no NaN."""
+    shape = (2, 3) + (6,) * n
+    torch.manual_seed(k + n)
+    x = (torch.randint(0, 3, shape) / 2).double().requires_grad_()
+    pool = getattr(ops, f"max_pool{n}d")
+    tiled: list[int] = []
+    real = _pooling._split_tiles
+    monkeypatch.setattr(_pooling, "_split_tiles", lambda *a: tiled.append(1) or real(*a))
+    out, pullback = torch.func.vjp(lambda t: pool(t, k, at_kink="split"), x)
+    assert torch.equal(out, getattr(F, f"max_pool{n}d")(x, k)) and tiled
+    up = torch.linspace(1.5, 2.5, out.numel(), dtype=torch.float64).reshape(out.shape)
+    up.view(-1)[1] = torch.inf
+    windows = [_pool_windows(6, out.shape[-n + a], k, k, 0, 1) for a in range(n)]
+    want = _oracle(x.detach(), tuple(out.shape), windows, "split", up)
+    torch.testing.assert_close(pullback(up)[0], want)
+    assert not pullback(up)[0].isnan().any()
+
+
 @pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("out_size", [1, 3, 4])
 def test_adaptive_max_pool_geometry(out_size: int, rule: str) -> None:

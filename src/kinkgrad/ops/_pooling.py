@@ -113,6 +113,8 @@ def _resolve(
     # PyTorch has them): its own derivatives, under every transform, already take it
     applies = rule is not None and rule != "first"
     if mode is Trace.ALWAYS and watch is None:  # a transform builds the rule everywhere: no need to look
+        if applies and rule == "split" and grid is not None and grid.tiles(input, value):
+            return _split_tiles(input, value, grid)
         return _surrogate(name, input, value, windows(input, -math.inf), windows, rule) if applies else value
     views = windows(input, -math.inf) if applies else None  # (cut lazily: often only ties() needs looking)
     eager = views is not None and _eager_rule(rule, mode, input, value, views)
@@ -143,6 +145,8 @@ def _surrogate(
     The tangent is summed position by position from strided slices of the input, whose backward (and
     its compiled form) is a cheap strided write, unlike the backward of a window view.
     """
+    if rule == "split":
+        return _split(input, value, views, windows)
     tied = torch.stack([(view - value).bool().logical_not_() for view in views], -1)
     if isinstance(rule, Chooser):
         w = rule.weights(name, tied, torch.stack(views, -1), None)
@@ -173,6 +177,11 @@ class Grid:
     def shape(self, shape: torch.Size) -> torch.Size:
         return torch.Size((*shape[:-1], 1, shape[-1])) if self.lift else shape
 
+    def tiles(self, input: Tensor, value: Tensor) -> bool:
+        """Do the windows tile the input exactly (no overlap, no gap, nothing left over)?"""
+        (h, w), (oh, ow) = self.shape(input.shape)[-2:], self.shape(value.shape)[-2:]
+        return self.kernel == self.stride and (h, w) == (oh * self.kernel[0], ow * self.kernel[1])
+
 
 def _native_rule(input: Tensor, value: Tensor, rule: str, windows: Windows, grid: Grid) -> Tensor | None:
     """Eager ``"last"`` or ``"split"`` from one compiled pass over the windows
@@ -189,6 +198,41 @@ def _native_rule(input: Tensor, value: Tensor, rule: str, windows: Windows, grid
     others = keep(bits).view(value.shape)
     out: Tensor = _EagerPoolRule.apply(input, value.detach(), others, None, rule, windows, grid)
     return out
+
+
+def _split(input: Tensor, value: Tensor, views: list[Tensor], windows: Windows) -> Tensor:
+    """:func:`_surrogate` for ``"split"``: each finite maximum of a window takes ``grad / count``, ``count``
+    its number of maxima, as the eager rule computes it. Position by position, the tangent is kept only
+    at a maximum (``where``), so no infinite or NaN entry, tangent or cotangent, meets a zero weight; the
+    backward needs the masks and the count, no weights (``torch.compile``'s step saved a float weight
+    per window position, and took 1.9 times PyTorch's time, with the stacked form of the other rules)."""
+    pooled = value.detach()
+    finite = torch.isfinite(pooled)
+    at = [(view.detach() == pooled) & finite for view in views]
+    count = sum((a.to(input.dtype) for a in at[1:]), at[0].to(input.dtype)).clamp_min(1)
+    tangents = windows(input - input.detach(), 0.0)
+    zero = torch.zeros((), dtype=input.dtype, device=input.device)
+    picked = sum(
+        (torch.where(a, t, zero) for a, t in zip(at[1:], tangents[1:])), torch.where(at[0], tangents[0], zero)
+    )
+    return _finite_where(value, picked / count)
+
+
+def _split_tiles(input: Tensor, value: Tensor, grid: Grid) -> Tensor:
+    """:func:`_split` for windows that tile the input exactly: the input seen as ``[..., OH, kh, OW, kw]``
+    (a view), each window's maxima found, counted and weighted there at once, so the backward is one
+    pass over the input's gradient as it lies in memory (``torch.compile`` generates a contiguous loop,
+    where the per-position form of :func:`_split` makes strided slices and scatters: 1.43 against 1.9x
+    PyTorch's CNN step time for that form, with the others' stacked weights)."""
+    (kh, kw), x = grid.kernel, grid.view(input)
+    oh, ow = grid.shape(value.shape)[-2:]
+    tiles = (*x.shape[:-2], oh, kh, ow, kw)
+    pooled = grid.view(value.detach()).unsqueeze(-1).unsqueeze(-3)
+    at = (x.detach().reshape(tiles) == pooled) & torch.isfinite(pooled)
+    count = at.sum((-3, -1), dtype=input.dtype).clamp_min(1)
+    zero = torch.zeros((), dtype=input.dtype, device=input.device)
+    picked = torch.where(at, (x - x.detach()).reshape(tiles), zero).sum((-3, -1)) / count
+    return _finite_where(value, picked.view(value.shape))
 
 
 def _eager_rule(rule: Any, mode: Trace, input: Tensor, value: Tensor, views: list[Tensor]) -> bool:
