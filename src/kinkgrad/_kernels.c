@@ -638,7 +638,13 @@ static PyObject *py_count(PyObject *self, PyObject *args) {
     return PyLong_FromLongLong(r);
 }
 
-static PyObject *py_ties(PyObject *self, PyObject *args) {
+/* The max-pool passes over windows (TIES, POSITIONS): the same arguments, a count back. */
+typedef int64_t (*window_pass_f32)(const float *, const float *, int64_t, int64_t, int64_t, int64_t, int64_t,
+                                   int64_t, int64_t, int64_t, int64_t, uint8_t *);
+typedef int64_t (*window_pass_f64)(const double *, const double *, int64_t, int64_t, int64_t, int64_t, int64_t,
+                                   int64_t, int64_t, int64_t, int64_t, uint8_t *);
+
+static PyObject *window_pass(PyObject *args, window_pass_f32 f32, window_pass_f64 f64) {
     unsigned long long x, value, out;
     long long planes, H, W, OH, OW, kh, kw, sh, sw;
     int wide;
@@ -647,29 +653,16 @@ static PyObject *py_ties(PyObject *self, PyObject *args) {
         return NULL;
     int64_t r;
     Py_BEGIN_ALLOW_THREADS
-    r = wide ? ties_f64((const double *)x, (const double *)value, planes, H, W, OH, OW, kh, kw, sh, sw,
-                        (uint8_t *)out)
-             : ties_f32((const float *)x, (const float *)value, planes, H, W, OH, OW, kh, kw, sh, sw,
-                        (uint8_t *)out);
+    r = wide ? f64((const double *)x, (const double *)value, planes, H, W, OH, OW, kh, kw, sh, sw, (uint8_t *)out)
+             : f32((const float *)x, (const float *)value, planes, H, W, OH, OW, kh, kw, sh, sw, (uint8_t *)out);
     Py_END_ALLOW_THREADS
     return PyLong_FromLongLong(r);
 }
 
+static PyObject *py_ties(PyObject *self, PyObject *args) { return window_pass(args, ties_f32, ties_f64); }
+
 static PyObject *py_positions(PyObject *self, PyObject *args) {
-    unsigned long long x, value, out;
-    long long planes, H, W, OH, OW, kh, kw, sh, sw;
-    int wide;
-    if (!PyArg_ParseTuple(args, "KKLLLLLLLLLKp", &x, &value, &planes, &H, &W, &OH, &OW, &kh, &kw, &sh,
-                          &sw, &out, &wide))
-        return NULL;
-    int64_t r;
-    Py_BEGIN_ALLOW_THREADS
-    r = wide ? positions_f64((const double *)x, (const double *)value, planes, H, W, OH, OW, kh, kw, sh, sw,
-                             (uint8_t *)out)
-             : positions_f32((const float *)x, (const float *)value, planes, H, W, OH, OW, kh, kw, sh, sw,
-                             (uint8_t *)out);
-    Py_END_ALLOW_THREADS
-    return PyLong_FromLongLong(r);
+    return window_pass(args, positions_f32, positions_f64);
 }
 
 static PyObject *py_scatter(PyObject *self, PyObject *args) {
