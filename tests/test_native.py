@@ -16,6 +16,7 @@ import kinkgrad
 from kinkgrad import _native
 
 FLOATS = [torch.float32, torch.float64]
+_BITS = {torch.float32: torch.int32, torch.float64: torch.int64}  # (to compare floats bit for bit)
 SIZES = [0, 1, 7, 4095, 4096, 4097, 3 * 4096 + 5]
 
 
@@ -262,13 +263,40 @@ def test_pool_positions_mark_the_entries_that_are_not_the_maximum(
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
-def test_pool_positions_decline_a_maximum_that_is_not_finite(dtype: torch.dtype) -> None:
+@pytest.mark.parametrize(("kernel", "stride"), _POSITION_GRIDS)
+@pytest.mark.parametrize("shape", [(2, 3, 9, 10), (4, 8, 7), (1, 1, 4, 12), (2, 2, 6, 28)])
+def test_pool_values_are_pytorchs_pool_bit_for_bit_with_its_positions(
+    dtype: torch.dtype, kernel: tuple[int, int], stride: tuple[int, int], shape: tuple[int, ...]
+) -> None:
+    """Of equal maxima (+0 and -0 among them) PyTorch keeps the first in window order: so does the pass."""
+    x = _tie_data(shape, sum(shape) + 2 * sum(stride), dtype)
+    x.view(-1)[::5] = -torch.inf
+    first = x[..., : kernel[0], : kernel[1]].flatten(-2).clone()  # the first window: -0, then +0
+    first[..., :] = -0.5
+    first[..., 0], first[..., 1] = -0.0, 0.0
+    x[..., : kernel[0], : kernel[1]] = first.unflatten(-1, (kernel[0], kernel[1]))
+    want = F.max_pool2d(x, kernel, stride)
+    value, bits = torch.full_like(want, 7.0), torch.empty(want.shape, dtype=torch.uint8)
+    positions = torch.empty(want.shape, dtype=torch.uint8)
+    tied = _native.pool_values(x, kernel, stride, value, bits)
+    assert tied == _native.pool_positions(x, want, kernel, stride, positions) and tied
+    assert torch.equal(value.view(_BITS[dtype]), want.view(_BITS[dtype]))
+    assert torch.equal(bits, positions)
+    assert bool(torch.signbit(want[..., 0, 0]).all())  # PyTorch's: the first of -0 and +0
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_pool_passes_decline_a_maximum_that_is_not_finite(dtype: torch.dtype) -> None:
     x = _tie_data((1, 2, 6, 6), 0, dtype)
     out = torch.empty(1, 2, 3, 3, dtype=torch.uint8)
+    value = torch.empty(1, 2, 3, 3, dtype=dtype)
     for special in (torch.inf, torch.nan):
         y = x.clone()
         y[0, 1, 5, 5] = special
         assert _native.pool_positions(y, F.max_pool2d(y, 2), (2, 2), (2, 2), out) is None
+        assert _native.pool_values(y, (2, 2), (2, 2), value, out) is None
+        y[0, 1, 5, 5] = -special  # -inf: not a maximum here; NaN: a maximum for PyTorch
+        assert (_native.pool_values(y, (2, 2), (2, 2), value, out) is None) == (special != torch.inf)
     assert _native.pool_positions(x, F.max_pool2d(x, 2), (2, 2), (2, 2), out) is not None
 
 
@@ -431,13 +459,18 @@ def test_policy_pool_rules_are_the_same_without_the_passes(
     def run() -> list[Tensor]:
         model.zero_grad()
         with kinkgrad.kink_policy(max_pool1d=rule, max_pool2d=rule):
-            F.cross_entropy(model(x), y).backward()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
             pooled = F.max_pool1d(flat, 2)
             (first,) = torch.autograd.grad((pooled**2).sum(), flat)
             (overlapping,) = torch.autograd.grad((F.max_pool1d(flat, 2, 1) * weights).sum(), flat)
             (inner,) = torch.autograd.grad((F.max_pool1d(flat, 2) ** 3).sum(), flat, create_graph=True)
             (second,) = torch.autograd.grad(inner.sum(), flat)
-        return [p.grad.clone() for p in model.parameters()] + [first, overlapping, second]
+        return (
+            [loss.detach(), pooled.detach()]
+            + [p.grad.clone() for p in model.parameters()]
+            + [first, overlapping, second]
+        )
 
     compiled = run()
     monkeypatch.setattr(_native, "_kernels", None)

@@ -359,6 +359,43 @@ static uint32_t positions2x2_f32(const float *row, const float *next, const floa
 }
 #define POSITIONS2X2_float(row, next, v, o, OW, done, finite) positions2x2_f32(row, next, v, o, OW, done, finite)
 
+/* VALUES below for the 2x2, stride-2 windows of one output row in float32, four windows at a time: the
+ * rows' entries de-interleaved into each window's four (in window order), their maximum taken as PyTorch
+ * takes it (an entry replaces the maximum so far only when greater: of equal ones, +0 and -0 included,
+ * the first stays), and compared with each. Sets *done to how many windows it covered and *finite to
+ * whether they hold no NaN and only finite maxima; returns their ties. */
+static uint32_t values2x2_f32(const float *row, const float *next, float *v, uint8_t *o, int64_t OW,
+                              int64_t *done, int *finite) {
+    const __m128 magnitude = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+    const __m128 largest = _mm_set1_ps(FLT_MAX);
+    uint32_t ties = 0;
+    int ok = 1;
+    int64_t ow = 0;
+    for (; ow + 4 <= OW; ow += 4) {
+        __m128 r0 = _mm_loadu_ps(row + 2 * ow), r1 = _mm_loadu_ps(row + 2 * ow + 4);
+        __m128 n0 = _mm_loadu_ps(next + 2 * ow), n1 = _mm_loadu_ps(next + 2 * ow + 4);
+        __m128 a = _mm_shuffle_ps(r0, r1, _MM_SHUFFLE(2, 0, 2, 0)), b = _mm_shuffle_ps(r0, r1, _MM_SHUFFLE(3, 1, 3, 1));
+        __m128 c = _mm_shuffle_ps(n0, n1, _MM_SHUFFLE(2, 0, 2, 0)), d = _mm_shuffle_ps(n0, n1, _MM_SHUFFLE(3, 1, 3, 1));
+        __m128 m = _mm_max_ps(d, _mm_max_ps(c, _mm_max_ps(b, a))); /* max_ps(x, y): x > y ? x : y */
+        int nan = _mm_movemask_ps(_mm_or_ps(_mm_cmpunord_ps(a, b), _mm_cmpunord_ps(c, d)));
+        ok &= !nan & (_mm_movemask_ps(_mm_cmple_ps(_mm_and_ps(m, magnitude), largest)) == 15);
+        unsigned ea = (unsigned)_mm_movemask_ps(_mm_cmpeq_ps(a, m)), eb = (unsigned)_mm_movemask_ps(_mm_cmpeq_ps(b, m));
+        unsigned ec = (unsigned)_mm_movemask_ps(_mm_cmpeq_ps(c, m)), ed = (unsigned)_mm_movemask_ps(_mm_cmpeq_ps(d, m));
+        _mm_storeu_ps(v + ow, m);
+        uint32_t word = 0;
+        for (int k = 0; k < 4; k++) {
+            unsigned at = (ea >> k & 1) | (eb >> k & 1) << 1 | (ec >> k & 1) << 2 | (ed >> k & 1) << 3;
+            word |= (at ^ 15u) << (8 * k); /* (little-endian: byte k) */
+            ties += TIED4[at];
+        }
+        memcpy(o + ow, &word, 4);
+    }
+    *done = ow;
+    *finite = ok;
+    return ties;
+}
+#define VALUES2X2_float(row, next, v, o, OW, done, finite) values2x2_f32(row, next, v, o, OW, done, finite)
+
 /* SCATTER below for the 2x2, stride-2 windows of one output row in float32, four (then two) windows at a time, all
  * in vector registers (a scalar table per window, stored and reloaded as a vector, stalled each load):
  * each window's mask of kept entries ("split": its maxima; "last": the last of them) and share, the
@@ -418,9 +455,11 @@ static int64_t scatter2x2_f32(const float *g, const uint8_t *b, float *row, floa
 #define SCATTER2X2_float(g, b, row, next, OW, rule) scatter2x2_f32(g, b, row, next, OW, rule)
 #else
 #define POSITIONS2X2_float(row, next, v, o, OW, done, finite) (*(done) = 0, *(finite) = 1, 0u)
+#define VALUES2X2_float(row, next, v, o, OW, done, finite) (*(done) = 0, *(finite) = 1, 0u)
 #define SCATTER2X2_float(g, b, row, next, OW, rule) ((int64_t)0)
 #endif
 #define POSITIONS2X2_double(row, next, v, o, OW, done, finite) (*(done) = 0, *(finite) = 1, 0u)
+#define VALUES2X2_double(row, next, v, o, OW, done, finite) (*(done) = 0, *(finite) = 1, 0u)
 #define SCATTER2X2_double(g, b, row, next, OW, rule) ((int64_t)0)
 
 /* Max-pool tie positions, for a backward that resolves ties: x, value and geometry as in TIES, at most 8
@@ -469,6 +508,60 @@ static int64_t scatter2x2_f32(const float *g, const uint8_t *b, float *row, floa
     }
 POSITIONS(positions_f32, float, fabsf, FLT_MAX)
 POSITIONS(positions_f64, double, fabs, DBL_MAX)
+
+/* A max-pool and its tie positions in one pass: x and geometry as in TIES, at most 8 entries per window.
+ * value[w] gets window w's maximum as PyTorch's CPU max-pool computes it (in window order, an entry
+ * replaces the maximum so far only when greater), out[w] the positions as in POSITIONS. Returns the ties,
+ * or -1 where a window holds NaN or its maximum is not finite (PyTorch's own pool then serves the call). */
+#define VALUES(NAME, T, ABS, MAX)                                                                       \
+    static int64_t NAME(const T *x, int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW,       \
+                        int64_t kh, int64_t kw, int64_t sh, int64_t sw, T *value, uint8_t *out) {       \
+        int64_t total = 0;                                                                              \
+        int quad = kh == 2 && kw == 2 && sw == 2;                                                       \
+        for (int64_t p = 0; p < planes; p++) {                                                          \
+            for (int64_t oh = 0; oh < OH; oh++) {                                                       \
+                const T *row = x + (p * H + oh * sh) * W;                                               \
+                T *v = value + (p * OH + oh) * OW;                                                      \
+                uint8_t *o = out + (p * OH + oh) * OW;                                                  \
+                int64_t first = 0;                                                                      \
+                int finite = 1;                                                                         \
+                uint32_t count = 0;                                                                     \
+                if (quad)                                                                               \
+                    count = VALUES2X2_##T(row, row + W, v, o, OW, &first, &finite);                     \
+                if (!finite)                                                                            \
+                    return -1;                                                                          \
+                for (int64_t ow = first; ow < OW; ow++) {                                               \
+                    const T *win = row + ow * sw;                                                       \
+                    T m = win[0];                                                                       \
+                    int nan = 0;                                                                        \
+                    for (int64_t i = 0; i < kh; i++)                                                    \
+                        for (int64_t j = 0; j < kw; j++) {                                              \
+                            T e = win[i * W + j];                                                       \
+                            nan |= e != e;                                                              \
+                            if (e > m)                                                                  \
+                                m = e;                                                                  \
+                        }                                                                               \
+                    if (nan || !(ABS(m) <= MAX))                                                        \
+                        return -1;                                                                      \
+                    unsigned bits = 0;                                                                  \
+                    int maxima = 0;                                                                     \
+                    for (int64_t i = 0; i < kh; i++)                                                    \
+                        for (int64_t j = 0; j < kw; j++) {                                              \
+                            int at = win[i * W + j] == m;                                               \
+                            bits |= (unsigned)!at << (i * kw + j);                                      \
+                            maxima += at;                                                               \
+                        }                                                                               \
+                    v[ow] = m;                                                                          \
+                    o[ow] = (uint8_t)bits;                                                              \
+                    count += maxima >= 2;                                                               \
+                }                                                                                       \
+                total += count;                                                                         \
+            }                                                                                           \
+        }                                                                                               \
+        return total;                                                                                   \
+    }
+VALUES(values_f32, float, fabsf, FLT_MAX)
+VALUES(values_f64, double, fabs, DBL_MAX)
 
 /* The backward of a max-pool whose ties are resolved: grad is [planes, OH, OW], bits its windows' tie
  * positions (from POSITIONS), gi the input's gradient [planes, H, W]. Windows do not overlap (sh >= kh,
@@ -665,6 +758,21 @@ static PyObject *py_positions(PyObject *self, PyObject *args) {
     return window_pass(args, positions_f32, positions_f64);
 }
 
+static PyObject *py_values(PyObject *self, PyObject *args) {
+    unsigned long long x, value, out;
+    long long planes, H, W, OH, OW, kh, kw, sh, sw;
+    int wide;
+    if (!PyArg_ParseTuple(args, "KLLLLLLLLLKKp", &x, &planes, &H, &W, &OH, &OW, &kh, &kw, &sh, &sw, &value,
+                          &out, &wide))
+        return NULL;
+    int64_t r;
+    Py_BEGIN_ALLOW_THREADS
+    r = wide ? values_f64((const double *)x, planes, H, W, OH, OW, kh, kw, sh, sw, (double *)value, (uint8_t *)out)
+             : values_f32((const float *)x, planes, H, W, OH, OW, kh, kw, sh, sw, (float *)value, (uint8_t *)out);
+    Py_END_ALLOW_THREADS
+    return PyLong_FromLongLong(r);
+}
+
 static PyObject *py_scatter(PyObject *self, PyObject *args) {
     unsigned long long grad, bits, gi;
     long long planes, H, W, OH, OW, kh, kw, sh, sw;
@@ -700,6 +808,9 @@ static PyMethodDef methods[] = {
     {"positions", py_positions, METH_VARARGS,
      "positions(x, value, planes, H, W, OH, OW, kh, kw, sh, sw, out, wide) -> ties, or -1 (a maximum not "
      "finite): out = per window, bits of the entries that are not its maximum"},
+    {"values", py_values, METH_VARARGS,
+     "values(x, planes, H, W, OH, OW, kh, kw, sh, sw, value, out, wide) -> ties, or -1 (NaN, or a maximum "
+     "not finite): value = the max-pool, out = per window, bits of the entries that are not its maximum"},
     {"scatter", py_scatter, METH_VARARGS,
      "scatter(grad, bits, planes, H, W, OH, OW, kh, kw, sh, sw, rule, gi, wide): gi += grad sent to each "
      "window's maxima (rule 0: split evenly; 1: the last)"},
@@ -711,7 +822,7 @@ static struct PyModuleDef module = {
 
 /* Bumped with every change to a function's arguments or meaning: kinkgrad/_native.py ignores a build of
  * another version (an install not rebuilt since the source changed) and uses PyTorch operators. */
-#define VERSION 5
+#define VERSION 6
 
 PyMODINIT_FUNC PyInit__kernels(void) {
     PyObject *m = PyModule_Create(&module);

@@ -18,7 +18,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-_VERSION = 5
+_VERSION = 6
 """The version of ``_kernels.c`` this module calls (its ``VERSION``)."""
 
 try:
@@ -46,6 +46,7 @@ __all__ = [
     "pool_positions",
     "pool_scatter",
     "pool_ties",
+    "pool_values",
     "put",
     "relu_backward",
 ]
@@ -253,6 +254,29 @@ def pool_positions(
     ):
         return None
     tied: int = _kernels.positions(x.data_ptr(), value.data_ptr(), *geometry, out.data_ptr(), wide)
+    return None if tied < 0 else tied
+
+
+def pool_values(
+    x: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], value: Tensor, out: Tensor
+) -> int | None:
+    """The max-pool of ``x`` as in :func:`pool_positions`, computed in the same pass: writes into
+    ``value`` (of ``x``'s dtype, shaped like the pool) the windows' maxima, equal to PyTorch's CPU
+    max-pool bit for bit (of equal entries, ``+0`` and ``-0`` included, the first in window order), and
+    into ``out`` the windows' tie positions; returns the ties. ``None`` where the pass does not apply,
+    or where a window holds NaN or its maximum is not finite (``value`` and ``out`` are then undefined).
+    """
+    wide = _wide(x, value)
+    geometry = None if wide is None else _pool_geometry(x, value, kernel, stride)
+    if (
+        geometry is None
+        or kernel[0] * kernel[1] > 8
+        or out.dtype != torch.uint8
+        or not _flat(out)
+        or out.shape != value.shape
+    ):
+        return None
+    tied: int = _kernels.values(x.data_ptr(), *geometry, value.data_ptr(), out.data_ptr(), wide)
     return None if tied < 0 else tied
 
 

@@ -235,6 +235,35 @@ def _split_tiles(input: Tensor, value: Tensor, grid: Grid) -> Tensor:
     return _finite_where(value, picked.view(value.shape))
 
 
+def _pooled(n: int, input: Tensor, rule: str, grid: Grid, ceil_mode: bool) -> Tensor | None:
+    """Eager ``"last"`` or ``"split"`` without an observer, from one compiled pass that computes the pool
+    itself (PyTorch's values, bit for bit) with its tie positions (:func:`kinkgrad._native.pool_values`):
+    PyTorch's pool is not run, nor its int64 indices kept (one byte per window instead), and the
+    backward is :class:`_EagerPoolRule`'s. ``None`` where the pass does not apply (then PyTorch's pool
+    runs, and raises on input it rejects): another dtype or layout, windows of more than 8 entries or
+    that overhang the input, NaN, a maximum that is not finite."""
+    if (
+        input.dim() not in (n + 1, n + 2)
+        or active_observer() is not None
+        or trace_mode(input) is not Trace.EAGER
+    ):
+        return None
+    x = grid.view(input.detach())
+    (h, w), (kh, kw), (sh, sw) = x.shape[-2:], grid.kernel, grid.stride
+    if h < kh or w < kw or (ceil_mode and ((h - kh) % sh or (w - kw) % sw)):
+        return None  # (no window, or ceil_mode's overhanging last ones)
+    value = torch.empty((*x.shape[:-2], (h - kh) // sh + 1, (w - kw) // sw + 1), dtype=input.dtype)
+    bits = scratch(value, torch.uint8)
+    if _native.pool_values(x, grid.kernel, grid.stride, value, bits) is None:
+        return None
+    shape = (*value.shape[:-2], value.shape[-1]) if grid.lift else value.shape
+    windows = _strided(n, grid.kernel[-n:], grid.stride[-n:], (0,) * n, (1,) * n, shape[-n:])
+    out: Tensor = _EagerPoolRule.apply(
+        input, value.view(shape), keep(bits).view(shape), None, rule, windows, grid
+    )
+    return out
+
+
 def _eager_rule(rule: Any, mode: Trace, input: Tensor, value: Tensor, views: list[Tensor]) -> bool:
     """Whether :class:`_EagerPoolRule` can apply ``rule``: plain eager autograd, a deterministic rule,
     windows that are strided views of the input (no padding to fill) with at most 31 positions, and
@@ -432,17 +461,23 @@ def _max_pool(
         return native(
             input, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode, return_indices=return_indices
         )
-    value, indices = native(
-        input, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode, return_indices=True
-    )
     k = _tuple(kernel_size, n)
     s = _tuple(stride, n) or k
     p, d = _tuple(padding, n), _tuple(dilation, n)
-    windows = _strided(n, k, s, p, d, value.shape[-n:])
-    ties = grid = None
+    grid = None
     if n < 3 and not any(p) and all(di == 1 for di in d):
         # a 1-D pool is a 2-D pool of windows one row high
         grid = Grid((1, k[0]), (1, s[0]), True) if n == 1 else Grid((k[0], k[1]), (s[0], s[1]), False)
+        if not return_indices and isinstance(at_kink, str) and at_kink in ("last", "split"):
+            pooled = _pooled(n, input, at_kink, grid, ceil_mode)
+            if pooled is not None:
+                return pooled
+    value, indices = native(
+        input, kernel_size, stride, padding, dilation, ceil_mode=ceil_mode, return_indices=True
+    )
+    windows = _strided(n, k, s, p, d, value.shape[-n:])
+    ties = None
+    if grid is not None:
         ties = partial(
             _native.pool_ties, grid.view(input.detach()), grid.view(value.detach()), grid.kernel, grid.stride
         )
