@@ -246,43 +246,28 @@ _POSITION_GRIDS = [((2, 2), (2, 2)), ((2, 3), (2, 3)), ((1, 2), (1, 2)), ((2, 2)
 
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize(("kernel", "stride"), _POSITION_GRIDS)
-@pytest.mark.parametrize("shape", [(2, 3, 9, 10), (4, 8, 7), (1, 1, 4, 12)])
-def test_pool_positions_mark_the_entries_that_are_not_the_maximum(
-    dtype: torch.dtype, kernel: tuple[int, int], stride: tuple[int, int], shape: tuple[int, ...]
-) -> None:
-    x = _tie_data(shape, sum(shape) + sum(stride), dtype)
-    x.view(-1)[::5] = -torch.inf  # never a maximum here: every window holds a finite entry
-    value = F.max_pool2d(x, kernel, stride)  # (a NaN would be its window's maximum: see the next test)
-    windows = x.unfold(-2, kernel[0], stride[0]).unfold(-2, kernel[1], stride[1]).flatten(-2)
-    others = windows != value[..., None]
-    expected = (others.to(torch.int64) << torch.arange(others.shape[-1])).sum(-1)
-    out = torch.full(value.shape, 255, dtype=torch.uint8)
-    tied = _native.pool_positions(x, value, kernel, stride, out)
-    assert torch.equal(out.to(torch.int64), expected)
-    assert tied == int(((~others).sum(-1) >= 2).sum()) and tied > 0
-
-
-@pytest.mark.parametrize("dtype", FLOATS)
-@pytest.mark.parametrize(("kernel", "stride"), _POSITION_GRIDS)
 @pytest.mark.parametrize("shape", [(2, 3, 9, 10), (4, 8, 7), (1, 1, 4, 12), (2, 2, 6, 28)])
-def test_pool_values_are_pytorchs_pool_bit_for_bit_with_its_positions(
+def test_pool_values_are_pytorchs_pool_bit_for_bit_with_its_tie_positions(
     dtype: torch.dtype, kernel: tuple[int, int], stride: tuple[int, int], shape: tuple[int, ...]
 ) -> None:
-    """Of equal maxima (+0 and -0 among them) PyTorch keeps the first in window order: so does the pass."""
+    """Of equal maxima (+0 and -0 among them) PyTorch keeps the first in window order: so does the pass.
+    The positions: bit i where entry i of the window (row by row) is not its maximum."""
     x = _tie_data(shape, sum(shape) + 2 * sum(stride), dtype)
-    x.view(-1)[::5] = -torch.inf
+    x.view(-1)[::5] = -torch.inf  # never a maximum here: every window holds a finite entry
     first = x[..., : kernel[0], : kernel[1]].flatten(-2).clone()  # the first window: -0, then +0
     first[..., :] = -0.5
     first[..., 0], first[..., 1] = -0.0, 0.0
     x[..., : kernel[0], : kernel[1]] = first.unflatten(-1, (kernel[0], kernel[1]))
     want = F.max_pool2d(x, kernel, stride)
-    value, bits = torch.full_like(want, 7.0), torch.empty(want.shape, dtype=torch.uint8)
-    positions = torch.empty(want.shape, dtype=torch.uint8)
+    windows = x.unfold(-2, kernel[0], stride[0]).unfold(-2, kernel[1], stride[1]).flatten(-2)
+    others = windows != want[..., None]
+    positions = (others.to(torch.int64) << torch.arange(others.shape[-1])).sum(-1)
+    value, bits = torch.full_like(want, 7.0), torch.full(want.shape, 255, dtype=torch.uint8)
     tied = _native.pool_values(x, kernel, stride, value, bits)
-    assert tied == _native.pool_positions(x, want, kernel, stride, positions) and tied
     assert torch.equal(value.view(_BITS[dtype]), want.view(_BITS[dtype]))
-    assert torch.equal(bits, positions)
     assert bool(torch.signbit(want[..., 0, 0]).all())  # PyTorch's: the first of -0 and +0
+    assert torch.equal(bits.to(torch.int64), positions)
+    assert tied == int(((~others).sum(-1) >= 2).sum()) and tied > 0
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
@@ -293,11 +278,10 @@ def test_pool_passes_decline_a_maximum_that_is_not_finite(dtype: torch.dtype) ->
     for special in (torch.inf, torch.nan):
         y = x.clone()
         y[0, 1, 5, 5] = special
-        assert _native.pool_positions(y, F.max_pool2d(y, 2), (2, 2), (2, 2), out) is None
         assert _native.pool_values(y, (2, 2), (2, 2), value, out) is None
         y[0, 1, 5, 5] = -special  # -inf: not a maximum here; NaN: a maximum for PyTorch
         assert (_native.pool_values(y, (2, 2), (2, 2), value, out) is None) == (special != torch.inf)
-    assert _native.pool_positions(x, F.max_pool2d(x, 2), (2, 2), (2, 2), out) is not None
+    assert _native.pool_values(x, (2, 2), (2, 2), value, out) is not None
 
 
 def _scatter_oracle(
@@ -334,7 +318,7 @@ def test_pool_scatter_sends_the_gradient_to_the_maxima(
     grad.view(-1)[1::9] = torch.inf
     grad.view(-1)[2::17] = torch.nan
     bits = torch.empty(value.shape, dtype=torch.uint8)
-    assert _native.pool_positions(x, value, kernel, stride, bits)
+    assert _native.pool_values(x, kernel, stride, torch.empty_like(value), bits)
     got = _native.pool_scatter(grad, bits, x.shape, kernel, stride, rule)
     assert got is not None
     assert torch.equal(
@@ -376,11 +360,14 @@ def test_passes_decline_where_they_do_not_apply() -> None:
     assert _native.pool_ties(y.transpose(-1, -2), F.max_pool2d(y, 2), (2, 2), (2, 2)) is None
     assert _native.pool_ties(y[0, 0, 0], y[0, 0, 0], (2, 2), (2, 2)) is None  # one dimension
     value, bits = F.max_pool2d(y, 2), torch.empty(1, 1, 2, 2, dtype=torch.uint8)
-    assert _native.pool_positions(y, value, (2, 2), (2, 2), bits.bool()) is None  # not uint8
-    assert _native.pool_positions(y, value, (2, 2), (2, 2), bits[..., :1]) is None  # another shape
+    pooled = torch.empty_like(value)
+    assert _native.pool_values(y, (2, 2), (2, 2), pooled, bits.bool()) is None  # not uint8
+    assert _native.pool_values(y, (2, 2), (2, 2), pooled, bits[..., :1]) is None  # another shape
+    assert _native.pool_values(y, (2, 2), (2, 2), pooled.double(), bits) is None  # another dtype
+    assert _native.pool_values(y, (2, 2), (2, 2), pooled[..., :1], bits[..., :1]) is None  # too few windows
     wide = torch.empty(1, 1, 1, 1, dtype=torch.uint8)
-    assert _native.pool_positions(y, F.max_pool2d(y, 3), (3, 3), (3, 3), wide) is None  # 9 > 8 bits
-    assert _native.pool_positions(y, value, (2, 2), (2, 2), bits) is not None
+    assert _native.pool_values(y, (3, 3), (3, 3), torch.empty(1, 1, 1, 1), wide) is None  # 9 > 8 bits
+    assert _native.pool_values(y, (2, 2), (2, 2), pooled, bits) is not None
     assert _native.pool_scatter(value, bits, y.shape, (2, 2), (1, 1), "split") is None  # windows overlap
     assert _native.pool_scatter(value, bits, y.shape, (2, 2), (2, 2), "first") is None  # not a rule it has
     assert _native.pool_scatter(value.half(), bits, y.shape, (2, 2), (2, 2), "split") is None
@@ -463,13 +450,15 @@ def test_policy_pool_rules_are_the_same_without_the_passes(
             loss.backward()
             pooled = F.max_pool1d(flat, 2)
             (first,) = torch.autograd.grad((pooled**2).sum(), flat)
+            indexed, indices = F.max_pool1d(flat, 2, return_indices=True)  # (PyTorch's pool runs)
+            (through,) = torch.autograd.grad((indexed * weights[..., :6]).sum(), flat)
             (overlapping,) = torch.autograd.grad((F.max_pool1d(flat, 2, 1) * weights).sum(), flat)
             (inner,) = torch.autograd.grad((F.max_pool1d(flat, 2) ** 3).sum(), flat, create_graph=True)
             (second,) = torch.autograd.grad(inner.sum(), flat)
         return (
-            [loss.detach(), pooled.detach()]
+            [loss.detach(), pooled.detach(), indexed.detach(), indices]
             + [p.grad.clone() for p in model.parameters()]
-            + [first, overlapping, second]
+            + [first, through, overlapping, second]
         )
 
     compiled = run()

@@ -317,48 +317,6 @@ TIES(ties_f64, double, fabs, DBL_MAX)
 static const uint8_t TIED4[16] = {0, 0, 0, 1, 0, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1};
 
 #ifdef HAVE_SSE2
-/* POSITIONS below for the 2x2, stride-2 windows of one output row in float32, four (then two) windows at
- * a time:
- * each window's maximum is duplicated to line up with its two columns and compared with the two input
- * rows; the comparisons' sign bits are the windows' maxima. Sets *done to how many windows it covered
- * and *finite to whether all their maxima are finite; returns their ties. */
-static uint32_t positions2x2_f32(const float *row, const float *next, const float *v, uint8_t *o, int64_t OW,
-                                 int64_t *done, int *finite) {
-    const __m128 magnitude = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
-    const __m128 largest = _mm_set1_ps(FLT_MAX);
-    uint32_t ties = 0;
-    int ok = 1;
-    int64_t ow = 0;
-    for (; ow + 2 <= OW; ow += 4) {
-        int pair = ow + 4 > OW; /* two windows left: the upper lanes hold zeros and are dropped */
-        __m128 m = pair ? _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(v + ow))) : _mm_loadu_ps(v + ow);
-        __m128 lo = _mm_unpacklo_ps(m, m), hi = _mm_unpackhi_ps(m, m);
-        unsigned r0 = (unsigned)_mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(row + 2 * ow), lo));
-        unsigned n0 = (unsigned)_mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(next + 2 * ow), lo));
-        unsigned r1 = pair ? 0 : (unsigned)_mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(row + 2 * ow + 4), hi));
-        unsigned n1 = pair ? 0 : (unsigned)_mm_movemask_ps(_mm_cmpeq_ps(_mm_loadu_ps(next + 2 * ow + 4), hi));
-        ok &= _mm_movemask_ps(_mm_cmple_ps(_mm_and_ps(m, magnitude), largest)) == 15;
-        unsigned a0 = (r0 & 3) | (n0 & 3) << 2, a1 = r0 >> 2 | (n0 & 12);
-        unsigned a2 = (r1 & 3) | (n1 & 3) << 2, a3 = r1 >> 2 | (n1 & 12);
-        uint32_t word = (a0 | a1 << 8 | a2 << 16 | a3 << 24) ^ 0x0f0f0f0fu; /* (little-endian: byte k) */
-        if (pair) { /* (fixed-size copies: a variable one is a call) */
-            uint16_t half = (uint16_t)word;
-            memcpy(o + ow, &half, 2);
-        } else {
-            memcpy(o + ow, &word, 4);
-        }
-        ties += TIED4[a0] + TIED4[a1] + (pair ? 0 : TIED4[a2] + TIED4[a3]);
-        if (pair) {
-            ow += 2;
-            break;
-        }
-    }
-    *done = ow;
-    *finite = ok;
-    return ties;
-}
-#define POSITIONS2X2_float(row, next, v, o, OW, done, finite) positions2x2_f32(row, next, v, o, OW, done, finite)
-
 /* VALUES below for the 2x2, stride-2 windows of one output row in float32, four windows at a time: the
  * rows' entries de-interleaved into each window's four (in window order), their maximum taken as PyTorch
  * takes it (an entry replaces the maximum so far only when greater: of equal ones, +0 and -0 included,
@@ -454,65 +412,17 @@ static int64_t scatter2x2_f32(const float *g, const uint8_t *b, float *row, floa
 }
 #define SCATTER2X2_float(g, b, row, next, OW, rule) scatter2x2_f32(g, b, row, next, OW, rule)
 #else
-#define POSITIONS2X2_float(row, next, v, o, OW, done, finite) (*(done) = 0, *(finite) = 1, 0u)
 #define VALUES2X2_float(row, next, v, o, OW, done, finite) (*(done) = 0, *(finite) = 1, 0u)
 #define SCATTER2X2_float(g, b, row, next, OW, rule) ((int64_t)0)
 #endif
-#define POSITIONS2X2_double(row, next, v, o, OW, done, finite) (*(done) = 0, *(finite) = 1, 0u)
 #define VALUES2X2_double(row, next, v, o, OW, done, finite) (*(done) = 0, *(finite) = 1, 0u)
 #define SCATTER2X2_double(g, b, row, next, OW, rule) ((int64_t)0)
 
-/* Max-pool tie positions, for a backward that resolves ties: x, value and geometry as in TIES, at most 8
- * entries per window (kh * kw <= 8). out[w] gets bit i (window order: row by row) set where entry i of
- * window w is not its maximum (x != value; NaN too). Returns how many windows attain their maximum twice
- * or more, or -1 where a maximum is not finite: the caller then runs its PyTorch operators, which treat
- * such windows as PyTorch does. The 2x2, stride-2 case starts each row with its own loop (above). */
-#define POSITIONS(NAME, T, ABS, MAX)                                                                    \
-    static int64_t NAME(const T *x, const T *value, int64_t planes, int64_t H, int64_t W,               \
-                        int64_t OH, int64_t OW, int64_t kh, int64_t kw, int64_t sh, int64_t sw,         \
-                        uint8_t *out) {                                                                 \
-        int64_t total = 0;                                                                              \
-        int quad = kh == 2 && kw == 2 && sw == 2;                                                       \
-        for (int64_t p = 0; p < planes; p++) {                                                          \
-            for (int64_t oh = 0; oh < OH; oh++) {                                                       \
-                const T *row = x + (p * H + oh * sh) * W;                                               \
-                const T *v = value + (p * OH + oh) * OW;                                                \
-                uint8_t *o = out + (p * OH + oh) * OW;                                                  \
-                int64_t first = 0;                                                                      \
-                int finite = 1;                                                                         \
-                uint32_t count = 0;                                                                     \
-                if (quad)                                                                               \
-                    count = POSITIONS2X2_##T(row, row + W, v, o, OW, &first, &finite);                  \
-                if (!finite)                                                                            \
-                    return -1;                                                                          \
-                for (int64_t ow = first; ow < OW; ow++) {                                               \
-                    T m = v[ow];                                                                        \
-                    if (!(ABS(m) <= MAX))                                                               \
-                        return -1;                                                                      \
-                    const T *win = row + ow * sw;                                                       \
-                    unsigned bits = 0;                                                                  \
-                    int maxima = 0;                                                                     \
-                    for (int64_t i = 0; i < kh; i++)                                                    \
-                        for (int64_t j = 0; j < kw; j++) {                                              \
-                            int at = win[i * W + j] == m;                                               \
-                            bits |= (unsigned)!at << (i * kw + j);                                      \
-                            maxima += at;                                                               \
-                        }                                                                               \
-                    o[ow] = (uint8_t)bits;                                                              \
-                    count += maxima >= 2;                                                               \
-                }                                                                                       \
-                total += count;                                                                         \
-            }                                                                                           \
-        }                                                                                               \
-        return total;                                                                                   \
-    }
-POSITIONS(positions_f32, float, fabsf, FLT_MAX)
-POSITIONS(positions_f64, double, fabs, DBL_MAX)
-
 /* A max-pool and its tie positions in one pass: x and geometry as in TIES, at most 8 entries per window.
  * value[w] gets window w's maximum as PyTorch's CPU max-pool computes it (in window order, an entry
- * replaces the maximum so far only when greater), out[w] the positions as in POSITIONS. Returns the ties,
- * or -1 where a window holds NaN or its maximum is not finite (PyTorch's own pool then serves the call). */
+ * replaces the maximum so far only when greater), and out[w] its tie positions: bit i (window order, row
+ * by row) set where entry i is not the maximum. Returns how many windows attain their maximum twice or
+ * more, or -1 where a window holds NaN or its maximum is not finite (PyTorch's own pool then serves). */
 #define VALUES(NAME, T, ABS, MAX)                                                                       \
     static int64_t NAME(const T *x, int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW,       \
                         int64_t kh, int64_t kw, int64_t sh, int64_t sw, T *value, uint8_t *out) {       \
@@ -564,7 +474,7 @@ VALUES(values_f32, float, fabsf, FLT_MAX)
 VALUES(values_f64, double, fabs, DBL_MAX)
 
 /* The backward of a max-pool whose ties are resolved: grad is [planes, OH, OW], bits its windows' tie
- * positions (from POSITIONS), gi the input's gradient [planes, H, W]. Windows do not overlap (sh >= kh,
+ * positions (from VALUES), gi the input's gradient [planes, H, W]. Windows do not overlap (sh >= kh,
  * sw >= kw): every entry of a window is written once, and entries outside all windows are left as they
  * are (the caller zeroes them). rule 0 ("split"): each maximum of a window gets 0 + grad / (the window's
  * number of maxima), its other entries 0; rule 1 ("last"): its last maximum gets 0 + grad. The sum with
@@ -731,13 +641,7 @@ static PyObject *py_count(PyObject *self, PyObject *args) {
     return PyLong_FromLongLong(r);
 }
 
-/* The max-pool passes over windows (TIES, POSITIONS): the same arguments, a count back. */
-typedef int64_t (*window_pass_f32)(const float *, const float *, int64_t, int64_t, int64_t, int64_t, int64_t,
-                                   int64_t, int64_t, int64_t, int64_t, uint8_t *);
-typedef int64_t (*window_pass_f64)(const double *, const double *, int64_t, int64_t, int64_t, int64_t, int64_t,
-                                   int64_t, int64_t, int64_t, int64_t, uint8_t *);
-
-static PyObject *window_pass(PyObject *args, window_pass_f32 f32, window_pass_f64 f64) {
+static PyObject *py_ties(PyObject *self, PyObject *args) {
     unsigned long long x, value, out;
     long long planes, H, W, OH, OW, kh, kw, sh, sw;
     int wide;
@@ -746,16 +650,12 @@ static PyObject *window_pass(PyObject *args, window_pass_f32 f32, window_pass_f6
         return NULL;
     int64_t r;
     Py_BEGIN_ALLOW_THREADS
-    r = wide ? f64((const double *)x, (const double *)value, planes, H, W, OH, OW, kh, kw, sh, sw, (uint8_t *)out)
-             : f32((const float *)x, (const float *)value, planes, H, W, OH, OW, kh, kw, sh, sw, (uint8_t *)out);
+    r = wide ? ties_f64((const double *)x, (const double *)value, planes, H, W, OH, OW, kh, kw, sh, sw,
+                        (uint8_t *)out)
+             : ties_f32((const float *)x, (const float *)value, planes, H, W, OH, OW, kh, kw, sh, sw,
+                        (uint8_t *)out);
     Py_END_ALLOW_THREADS
     return PyLong_FromLongLong(r);
-}
-
-static PyObject *py_ties(PyObject *self, PyObject *args) { return window_pass(args, ties_f32, ties_f64); }
-
-static PyObject *py_positions(PyObject *self, PyObject *args) {
-    return window_pass(args, positions_f32, positions_f64);
 }
 
 static PyObject *py_values(PyObject *self, PyObject *args) {
@@ -805,9 +705,6 @@ static PyMethodDef methods[] = {
      "relu_backward(out, g, y, mask, n, slope, wide): slope * g where mask, else g where y > 0, else 0"},
     {"count", py_count, METH_VARARGS, "count(mask, n) -> true entries of a 0/1 byte mask"},
     {"ties", py_ties, METH_VARARGS, "ties(x, value, planes, H, W, OH, OW, kh, kw, sh, sw, out, wide) -> count"},
-    {"positions", py_positions, METH_VARARGS,
-     "positions(x, value, planes, H, W, OH, OW, kh, kw, sh, sw, out, wide) -> ties, or -1 (a maximum not "
-     "finite): out = per window, bits of the entries that are not its maximum"},
     {"values", py_values, METH_VARARGS,
      "values(x, planes, H, W, OH, OW, kh, kw, sh, sw, value, out, wide) -> ties, or -1 (NaN, or a maximum "
      "not finite): value = the max-pool, out = per window, bits of the entries that are not its maximum"},
@@ -822,7 +719,7 @@ static struct PyModuleDef module = {
 
 /* Bumped with every change to a function's arguments or meaning: kinkgrad/_native.py ignores a build of
  * another version (an install not rebuilt since the source changed) and uses PyTorch operators. */
-#define VERSION 6
+#define VERSION 7
 
 PyMODINIT_FUNC PyInit__kernels(void) {
     PyObject *m = PyModule_Create(&module);

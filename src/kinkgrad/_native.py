@@ -18,7 +18,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-_VERSION = 6
+_VERSION = 7
 """The version of ``_kernels.c`` this module calls (its ``VERSION``)."""
 
 try:
@@ -43,7 +43,6 @@ __all__ = [
     "equal_span",
     "hits",
     "near",
-    "pool_positions",
     "pool_scatter",
     "pool_ties",
     "pool_values",
@@ -235,37 +234,17 @@ def pool_ties(
     return out, tied
 
 
-def pool_positions(
-    x: Tensor, value: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], out: Tensor
-) -> int | None:
-    """For a max-pool as in :func:`pool_ties` with at most 8 entries per window: writes into ``out``
-    (``uint8``, shaped like ``value``) one byte per window whose bit ``i`` is set where entry ``i`` (window
-    order, row by row) is not the window's maximum, and returns how many windows attain their maximum
-    twice or more. ``None`` where the pass does not apply, or where a maximum is not finite (``out`` is
-    then undefined)."""
-    wide = _wide(x, value)
-    geometry = None if wide is None else _pool_geometry(x, value, kernel, stride)
-    if (
-        geometry is None
-        or kernel[0] * kernel[1] > 8
-        or out.dtype != torch.uint8
-        or not _flat(out)
-        or out.shape != value.shape
-    ):
-        return None
-    tied: int = _kernels.positions(x.data_ptr(), value.data_ptr(), *geometry, out.data_ptr(), wide)
-    return None if tied < 0 else tied
-
-
 def pool_values(
     x: Tensor, kernel: tuple[int, ...], stride: tuple[int, ...], value: Tensor, out: Tensor
 ) -> int | None:
-    """The max-pool of ``x`` as in :func:`pool_positions`, computed in the same pass: writes into
-    ``value`` (of ``x``'s dtype, shaped like the pool) the windows' maxima, equal to PyTorch's CPU
-    max-pool bit for bit (of equal entries, ``+0`` and ``-0`` included, the first in window order), and
-    into ``out`` the windows' tie positions; returns the ties. ``None`` where the pass does not apply,
-    or where a window holds NaN or its maximum is not finite (``value`` and ``out`` are then undefined).
-    """
+    """The max-pool of ``x`` (``[..., H, W]``) by ``kernel`` windows of at most 8 entries at ``stride``,
+    with no padding or dilation, and its tie positions, in one pass: writes into ``value`` (of ``x``'s
+    dtype, shaped like the pool) the windows' maxima, equal to PyTorch's CPU max-pool bit for bit (of
+    equal entries, ``+0`` and ``-0`` included, the first in window order), and into ``out`` (``uint8``,
+    shaped like ``value``) one byte per window whose bit ``i`` is set where entry ``i`` (window order, row
+    by row) is not its maximum; returns how many windows attain their maximum twice or more. ``None``
+    where the pass does not apply (windows that overhang the input included), or where a window holds
+    NaN or its maximum is not finite (``value`` and ``out`` are then undefined)."""
     wide = _wide(x, value)
     geometry = None if wide is None else _pool_geometry(x, value, kernel, stride)
     if (
@@ -288,7 +267,7 @@ def pool_scatter(
     stride: tuple[int, ...],
     rule: str,
 ) -> Tensor | None:
-    """The gradient, shaped ``shape``, of the input of a max-pool as in :func:`pool_positions` (whose
+    """The gradient, shaped ``shape``, of the input of a max-pool as in :func:`pool_values` (whose
     ``bits`` give each window's maxima) with non-overlapping windows: ``grad`` sent to each window's
     maxima, ``"split"`` evenly (``grad / count``) or to the ``"last"``, and 0 elsewhere. ``None`` where the
     pass does not apply."""

@@ -184,13 +184,13 @@ class Grid:
 
 
 def _native_rule(input: Tensor, value: Tensor, rule: str, windows: Windows, grid: Grid) -> Tensor | None:
-    """Eager ``"last"`` or ``"split"`` from one compiled pass over the windows
-    (:func:`kinkgrad._native.pool_positions`), whose tie positions, one byte per window, are all the rule
-    saves; ``None`` where that pass does not apply (a window of more than 8 entries, a maximum that is
-    not finite, another dtype...). No window tied: ``value`` itself, PyTorch's own derivative."""
+    """Eager ``"last"`` or ``"split"`` where PyTorch's pool already ran (its indices were asked for): the
+    tie positions, one byte per window and all the rule saves, from one compiled pass over the windows
+    (:func:`kinkgrad._native.pool_values`, whose recomputed maxima are dropped); ``None`` where that pass
+    does not apply. No window tied: ``value`` itself, PyTorch's own derivative."""
     pooled = grid.view(value.detach())
     bits = scratch(pooled, torch.uint8)
-    tied = _native.pool_positions(grid.view(input.detach()), pooled, grid.kernel, grid.stride, bits)
+    tied = _native.pool_values(grid.view(input.detach()), grid.kernel, grid.stride, scratch(pooled), bits)
     if tied is None:
         return None
     if not tied:
