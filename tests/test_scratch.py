@@ -147,9 +147,11 @@ def test_a_training_loop_reuses_its_kink_masks(monkeypatch: pytest.MonkeyPatch) 
     import kinkgrad
 
     monkeypatch.setattr(_scratch._local, "pools", {}, raising=False)
-    made: list[int] = []
+    made: list[torch.dtype] = []
     allocate = _scratch._allocate
-    monkeypatch.setattr(_scratch, "_allocate", lambda n, *rest: made.append(n) or allocate(n, *rest))
+    monkeypatch.setattr(
+        _scratch, "_allocate", lambda n, dtype, *rest: made.append(dtype) or allocate(n, dtype, *rest)
+    )
     layers: list[torch.nn.Module] = []
     inputs = 8
     for width in (30, 20, 40, 10) * 5:  # twenty ReLUs of four sizes, each meeting exact zeros
@@ -164,7 +166,25 @@ def test_a_training_loop_reuses_its_kink_masks(monkeypatch: pytest.MonkeyPatch) 
             model(x).sum().backward()
         steps.append(len(made))
     assert steps[0] >= 20  # a mask kept per ReLU in the first step
-    assert steps[2] == steps[1] == steps[0]  # and the same buffers in the next ones
+    assert torch.float32 in made  # and the rules' gradients (the backward's outputs) are pooled too
+    assert steps[2] == steps[1] == steps[0]  # the same buffers in the next steps
+
+
+def test_a_pooled_gradient_in_use_is_never_overwritten(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relu rule's gradient lives in a pooled buffer: one the caller still holds (here a leaf's .grad,
+    which autograd may take as it is) is not handed out again, and the next step's lands elsewhere."""
+    import kinkgrad
+
+    monkeypatch.setattr(_scratch._local, "pools", {}, raising=False)
+    x = torch.tensor([0.0, 1.0, -1.0, 0.0] * 256, requires_grad=True)
+    grads = []
+    for upstream in (2.0, 3.0, 5.0):
+        with kinkgrad.kink_policy(relu=0.5):
+            torch.relu(x).backward(torch.full_like(x, upstream))
+        grads.append(x.grad)
+        x.grad = None
+    for g, upstream in zip(grads, (2.0, 3.0, 5.0)):
+        assert torch.equal(g, torch.tensor([0.5 * upstream, upstream, 0.0, 0.5 * upstream] * 256))
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")

@@ -183,14 +183,22 @@ def put(out: Tensor, grad: Tensor, mask: Tensor, slope: float) -> bool:
     return True
 
 
-def relu_backward(grad: Tensor, output: Tensor, mask: Tensor, slope: float) -> Tensor | None:
+def relu_backward(
+    grad: Tensor, output: Tensor, mask: Tensor, slope: float, out: Tensor | None = None
+) -> Tensor | None:
     """relu's backward with ``slope`` at its kinks: ``slope * grad`` where the bool ``mask`` is true, else
-    PyTorch's ``threshold_backward(grad, output, 0)`` (0 where ``output <= 0``, ``grad`` elsewhere), in a
-    new tensor; ``None`` where the pass does not apply."""
-    wide = _wide(grad, output, masks=(mask,))
-    if wide is None or not (grad.shape == output.shape == mask.shape):
+    PyTorch's ``threshold_backward(grad, output, 0)`` (0 where ``output <= 0``, ``grad`` elsewhere),
+    written into ``out`` (of ``grad``'s shape and dtype, sharing no memory with the others; default: a new
+    tensor); ``None``, writing nothing, where the pass does not apply."""
+    wide = _wide(grad, output, masks=(mask,)) if out is None else _wide(grad, output, out, masks=(mask,))
+    if (
+        wide is None
+        or not (grad.shape == output.shape == mask.shape)
+        or (out is not None and out.shape != grad.shape)
+    ):
         return None
-    out = torch.empty(grad.shape, dtype=grad.dtype)
+    if out is None:
+        out = torch.empty(grad.shape, dtype=grad.dtype)
     _kernels.relu_backward(
         out.data_ptr(), grad.data_ptr(), output.data_ptr(), mask.data_ptr(), grad.numel(), float(slope), wide
     )
@@ -266,18 +274,22 @@ def pool_scatter(
     kernel: tuple[int, ...],
     stride: tuple[int, ...],
     rule: str,
+    out: Tensor | None = None,
 ) -> Tensor | None:
     """The gradient, shaped ``shape``, of the input of a max-pool as in :func:`pool_values` (whose
     ``bits`` give each window's maxima) with non-overlapping windows: ``grad`` sent to each window's
-    maxima, ``"split"`` evenly (``grad / count``) or to the ``"last"``, and 0 elsewhere. ``None`` where the
-    pass does not apply."""
+    maxima, ``"split"`` evenly (``grad / count``) or to the ``"last"``, and 0 elsewhere, written into
+    ``out`` (contiguous, of ``shape`` and ``grad``'s dtype; default: a new tensor). ``None``, writing
+    nothing, where the pass does not apply."""
     if rule not in ("split", "last") or not (kernel[0] <= stride[0] and kernel[1] <= stride[1]):
         return None
     grad = grad.contiguous()
     wide = _wide(grad)
     if wide is None or bits.dtype != torch.uint8 or not _flat(bits) or bits.shape != grad.shape:
         return None
-    grad_input = torch.empty(shape, dtype=grad.dtype)
+    grad_input = torch.empty(shape, dtype=grad.dtype) if out is None else out
+    if grad_input.shape != shape or _wide(grad_input, grad) is None:
+        return None
     geometry = _pool_geometry(grad_input, grad, kernel, stride)
     if geometry is None:
         return None

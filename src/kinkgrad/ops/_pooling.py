@@ -309,11 +309,13 @@ class _EagerPoolRule(torch.autograd.Function):
         fresh = torch.is_grad_enabled()  # double backward: each write needs a view of the updated tensor
         grid: Grid | None = ctx.grid
         if grid is not None and not fresh:
+            shape = grid.shape(ctx.shape)  # (into a reused buffer, as the relu rule's backward)
+            out = scratch(grad, shape=shape)
             fused = _native.pool_scatter(
-                grid.view(grad), grid.view(others), grid.shape(ctx.shape), grid.kernel, grid.stride, ctx.rule
+                grid.view(grad), grid.view(others), shape, grid.kernel, grid.stride, ctx.rule, out
             )
             if fused is not None:
-                return fused.view(ctx.shape), None, None, None, None, None, None
+                return keep(fused).view(ctx.shape), None, None, None, None, None, None
         grad_input = grad.new_zeros(ctx.shape)
         views = ctx.windows(grad_input, 0.0)  # views of grad_input: no padding (see _eager_rule)
         size = len(views)
