@@ -13,10 +13,12 @@ by megabytes of tensors would look the same. :func:`peak_tensor_bytes` instead r
 allocation and free made through PyTorch's CPU allocator (``torch.profiler`` with
 ``profile_memory=True``) while one call runs, in time order, and returns the highest running total:
 the peak of tensor memory allocated *during* the call on top of what was live before it. kinkgrad's
-scratch buffers (kink masks among them) are mapped apart from that allocator (see
-``kinkgrad._scratch``), so the profiler does not see them: their pools are emptied before the call, so
-that every buffer the call needs is mapped during it, and the most bytes mapped at once during the call
-are added to the profiler's peak (an upper bound: both peaks are taken as if they coincided).
+scratch buffers (kink masks, and the gradients of its relu and max-pool rules) are mapped apart from
+that allocator (see ``kinkgrad._scratch``), so the profiler does not see them: their pools are emptied
+before the call, so that every buffer the call needs is mapped during it, and each mapping and unmapping
+is merged, by time, into the profiler's timeline (both use ``time.time_ns()``'s clock). A buffer counts
+from its mapping to its unmapping, including while it waits in its pool for the next step: memory
+kinkgrad holds, not only memory a live tensor uses.
 """
 
 from __future__ import annotations
@@ -132,8 +134,7 @@ def peak_tensor_bytes(fn: Callable[[], object]) -> int:
     """
     _scratch.release()  # kinkgrad's buffers: mapped anew during the call, and counted (see the module)
     gc.collect()
-    _scratch.Mapped.reset()
-    before = _scratch.Mapped.live
+    _scratch.Mapped.reset(record=True)
     prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
     with _stderr_silenced():  # Kineto prints a banner on start and stop
         prof.start()
@@ -146,12 +147,15 @@ def peak_tensor_bytes(fn: Callable[[], object]) -> int:
     results = None if inner is None else getattr(inner, "kineto_results", None)
     if results is None:
         raise RuntimeError("torch.profiler returned no allocation events; cannot measure memory")
+    mapped = _scratch.Mapped.events or []
+    _scratch.Mapped.reset()  # (stops recording)
+    # one timeline: the profiler's allocations and frees, and kinkgrad's mappings, on the same clock
     deltas = sorted(
-        ((e.start_ns(), e.nbytes()) for e in results.events() if e.name() == "[memory]"),
+        [(e.start_ns(), e.nbytes()) for e in results.events() if e.name() == "[memory]"] + mapped,
         key=lambda pair: pair[0],
     )
     total = peak = 0
     for _, nbytes in deltas:
         total += nbytes
         peak = max(peak, total)
-    return peak + _scratch.Mapped.peak - before
+    return peak

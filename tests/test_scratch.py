@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
@@ -115,8 +117,8 @@ def test_mapped_bytes_are_counted_while_a_buffer_lives(monkeypatch: pytest.Monke
 
     monkeypatch.setattr(_scratch._local, "pools", {}, raising=False)
     gc.collect()
-    _scratch.Mapped.reset()
-    before = _scratch.Mapped.live
+    _scratch.Mapped.reset(record=True)
+    before, start = _scratch.Mapped.live, time.time_ns()
     view = scratch(torch.zeros(1000))  # 4000 bytes, mapped
     assert _scratch.Mapped.live == before + 4000
     kept = _scratch.keep(view)
@@ -126,6 +128,11 @@ def test_mapped_bytes_are_counted_while_a_buffer_lives(monkeypatch: pytest.Monke
     gc.collect()
     assert _scratch.Mapped.live == before
     assert _scratch.Mapped.peak == before + 4000
+    events = _scratch.Mapped.events
+    assert events is not None and [size for _, size in events] == [4000, -4000]
+    assert start <= events[0][0] <= events[1][0] <= time.time_ns()  # (the profiler's clock)
+    _scratch.Mapped.reset()
+    assert _scratch.Mapped.events is None
 
 
 def test_the_lent_buffers_watched_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

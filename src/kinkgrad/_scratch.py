@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import mmap
 import threading
+import time
 import weakref
 
 import torch
@@ -100,24 +101,29 @@ def release() -> None:
 
 class Mapped:
     """Bytes of CPU buffers mapped by :func:`scratch`, all threads: ``live`` now, ``peak`` the most at
-    once since the last :meth:`reset` (PyTorch's allocator, and so ``torch.profiler``, does not see
-    them; the benchmarks add them to the memory a step uses)."""
+    once since the last :meth:`reset`, and, when that asked to record, ``events``: each change as
+    ``(time.time_ns(), bytes)``, the clock of ``torch.profiler``'s events (PyTorch's allocator, and so
+    the profiler, does not see these buffers; the benchmarks merge them into the memory a step uses)."""
 
     live = 0
     peak = 0
+    events: list[tuple[int, int]] | None = None
     _lock = threading.Lock()
 
     @classmethod
-    def reset(cls) -> None:
-        """Start a new ``peak`` from the bytes live now."""
+    def reset(cls, record: bool = False) -> None:
+        """Start a new ``peak`` from the bytes live now, and a new list of ``events`` (``record``) or none."""
         with cls._lock:
             cls.peak = cls.live
+            cls.events = [] if record else None
 
     @classmethod
     def _add(cls, size: int) -> None:
         with cls._lock:
             cls.live += size
             cls.peak = max(cls.peak, cls.live)
+            if cls.events is not None:
+                cls.events.append((time.time_ns(), size))
 
 
 def _allocate(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
