@@ -255,7 +255,7 @@ How the numbers are taken (`benchmarks/_timing.py`):
   is the step's **peak tensor memory**: activations, saved tensors, masks, gradients and temporaries
   allocated during the step. Parameters, the batch and other memory live before the step are not
   counted, which makes the ratio stricter than a whole-process one. kinkgrad's scratch buffers
-  (kink masks, and its relu and max-pool rules' gradients), which live outside that allocator, are
+  (kink masks, and its relu rule's gradients), which live outside that allocator, are
   emptied before the step, and each of their mappings and unmappings during it is merged by time into
   that running total (a buffer counts while mapped, also while it waits in its pool for the next step).
 """

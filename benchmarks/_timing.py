@@ -13,7 +13,7 @@ by megabytes of tensors would look the same. :func:`peak_tensor_bytes` instead r
 allocation and free made through PyTorch's CPU allocator (``torch.profiler`` with
 ``profile_memory=True``) while one call runs, in time order, and returns the highest running total:
 the peak of tensor memory allocated *during* the call on top of what was live before it. kinkgrad's
-scratch buffers (kink masks, and the gradients of its relu and max-pool rules) are mapped apart from
+scratch buffers (kink masks, and the gradients of its relu rule) are mapped apart from
 that allocator (see ``kinkgrad._scratch``), so the profiler does not see them: their pools are emptied
 before the call, so that every buffer the call needs is mapped during it, and each mapping and unmapping
 is merged, by time, into the profiler's timeline (both use ``time.time_ns()``'s clock). A buffer counts

@@ -274,22 +274,18 @@ def pool_scatter(
     kernel: tuple[int, ...],
     stride: tuple[int, ...],
     rule: str,
-    out: Tensor | None = None,
 ) -> Tensor | None:
     """The gradient, shaped ``shape``, of the input of a max-pool as in :func:`pool_values` (whose
     ``bits`` give each window's maxima) with non-overlapping windows: ``grad`` sent to each window's
-    maxima, ``"split"`` evenly (``grad / count``) or to the ``"last"``, and 0 elsewhere, written into
-    ``out`` (contiguous, of ``shape`` and ``grad``'s dtype; default: a new tensor). ``None``, writing
-    nothing, where the pass does not apply."""
+    maxima, ``"split"`` evenly (``grad / count``) or to the ``"last"``, and 0 elsewhere, in a new tensor.
+    ``None`` where the pass does not apply."""
     if rule not in ("split", "last") or not (kernel[0] <= stride[0] and kernel[1] <= stride[1]):
         return None
     grad = grad.contiguous()
     wide = _wide(grad)
     if wide is None or bits.dtype != torch.uint8 or not _flat(bits) or bits.shape != grad.shape:
         return None
-    grad_input = torch.empty(shape, dtype=grad.dtype) if out is None else out
-    if grad_input.shape != shape or _wide(grad_input, grad) is None:
-        return None
+    grad_input = torch.empty(shape, dtype=grad.dtype)
     geometry = _pool_geometry(grad_input, grad, kernel, stride)
     if geometry is None:
         return None

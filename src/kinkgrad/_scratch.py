@@ -34,10 +34,10 @@ KEEP_BYTES = 2**24
 _local = threading.local()
 
 
-def scratch(like: Tensor, dtype: torch.dtype | None = None, shape: torch.Size | None = None) -> Tensor:
-    """An uninitialised contiguous tensor shaped like ``like`` (or ``shape``), of ``dtype`` (default
-    ``like``'s) on ``like``'s device, on storage that the next call with the same dtype and device may
-    reuse: consume it (or :func:`keep` it) before then.
+def scratch(like: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """An uninitialised contiguous tensor shaped like ``like`` (of ``dtype``, default ``like``'s), on
+    storage that the next call with the same dtype and device may reuse: consume it (or :func:`keep`
+    it) before then.
 
     Example:
         >>> x = torch.randn(3, 4)
@@ -45,7 +45,7 @@ def scratch(like: Tensor, dtype: torch.dtype | None = None, shape: torch.Size | 
         torch.Size([3, 4])
     """
     dtype = like.dtype if dtype is None else dtype
-    shape, device = like.shape if shape is None else shape, like.device
+    shape, device = like.shape, like.device
     try:
         pools: dict[tuple[torch.dtype, torch.device], _Pool] = _local.pools
     except AttributeError:

@@ -309,13 +309,13 @@ class _EagerPoolRule(torch.autograd.Function):
         fresh = torch.is_grad_enabled()  # double backward: each write needs a view of the updated tensor
         grid: Grid | None = ctx.grid
         if grid is not None and not fresh:
-            shape = grid.shape(ctx.shape)  # (into a reused buffer, as the relu rule's backward)
-            out = scratch(grad, shape=shape)
+            # (a new tensor, not a pooled one as the relu rule's: this one would sit idle in its pool
+            # through the rest of the backward pass, where PyTorch frees it once the ReLU below used it)
             fused = _native.pool_scatter(
-                grid.view(grad), grid.view(others), shape, grid.kernel, grid.stride, ctx.rule, out
+                grid.view(grad), grid.view(others), grid.shape(ctx.shape), grid.kernel, grid.stride, ctx.rule
             )
             if fused is not None:
-                return keep(fused).view(ctx.shape), None, None, None, None, None, None
+                return fused.view(ctx.shape), None, None, None, None, None, None
         grad_input = grad.new_zeros(ctx.shape)
         views = ctx.windows(grad_input, 0.0)  # views of grad_input: no padding (see _eager_rule)
         size = len(views)
