@@ -170,12 +170,13 @@ def test_hits_count_nonzero_cotangents_at_the_mask(dtype: torch.dtype, size: int
 
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("slope", [0.5, -0.0, 1e-3])
+@pytest.mark.parametrize("slope", [0.5, -0.0, 0.0, 1e-3])
 def test_put_writes_slope_times_grad_at_the_mask_only(dtype: torch.dtype, size: int, slope: float) -> None:
+    """A zero slope puts 0 (+0.0) itself, as PyTorch's backward formulas select it: never 0·inf = NaN."""
     g = _data(size, dtype, 0.0, seed=size + 3)
     out = _data(size, dtype, 1.0, seed=size + 4)
     mask = torch.rand(size, generator=torch.Generator().manual_seed(size)) < 0.5
-    expected = torch.where(mask, g * slope, out)
+    expected = torch.where(mask, g * slope if slope != 0 else torch.zeros((), dtype=dtype), out)
     assert _native.put(out, g, mask, slope)
     # bit for bit: NaN payloads, the sign of zeros and infinities included
     assert torch.equal(out.view(torch.uint8), expected.view(torch.uint8))
@@ -183,13 +184,17 @@ def test_put_writes_slope_times_grad_at_the_mask_only(dtype: torch.dtype, size: 
 
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("size", SIZES)
-def test_relu_backward_is_thresholds_with_the_slope_at_the_mask(dtype: torch.dtype, size: int) -> None:
+@pytest.mark.parametrize("slope", [0.25, 0.0])
+def test_relu_backward_is_thresholds_with_the_slope_at_the_mask(
+    dtype: torch.dtype, size: int, slope: float
+) -> None:
     x = _data(size, dtype, 0.0, seed=size + 5)
     y = torch.relu(x)
     g = _data(size, dtype, 1.0, seed=size + 6)
     mask = x == 0
-    expected = torch.where(mask, g * 0.25, torch.ops.aten.threshold_backward(g, y, 0))
-    got = _native.relu_backward(g, y, mask, 0.25)
+    at_kinks = g * slope if slope != 0 else torch.zeros((), dtype=dtype)  # (0 selected, as PyTorch's own)
+    expected = torch.where(mask, at_kinks, torch.ops.aten.threshold_backward(g, y, 0))
+    got = _native.relu_backward(g, y, mask, slope)
     assert got is not None
     assert torch.equal(got.view(torch.uint8), expected.view(torch.uint8))  # bit for bit
 

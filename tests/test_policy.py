@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -410,3 +411,45 @@ def test_infinite_cotangents_of_untied_windows_are_pytorchs(
         taken.scatter_(-1, picked.flatten(2), up.flatten(2))
     torch.testing.assert_close(got[untied], taken.view(x.shape)[untied], rtol=0, atol=0, equal_nan=True)
     assert not torch.isnan(got[~untied]).any()
+
+
+_ZERO_SLOPE = [  # (call, a point at a kink, λ whose slope there is 0)
+    (torch.relu, 0.0, 0.0),
+    (F.relu6, 0.0, 0.0),
+    (F.relu6, 6.0, 1.0),
+    (F.hardtanh, -1.0, 0.0),
+    (F.hardtanh, 1.0, 1.0),
+    (lambda t: torch.clamp(t, min=0.0), 0.0, 0.0),
+    (lambda t: torch.clamp(t, -1.0, 1.0), 1.0, 1.0),
+    (lambda t: F.threshold(t, 0.0, 0.0), 0.0, 0.0),
+    (lambda t: torch.maximum(t, torch.zeros_like(t)), 0.0, 0.0),
+    (lambda t: torch.minimum(t, torch.zeros_like(t)), 0.0, 1.0),
+]
+
+
+@pytest.mark.parametrize(("call", "point", "lam"), _ZERO_SLOPE)
+def test_a_zero_slope_meets_an_infinite_cotangent_with_zero_not_nan(
+    call: Any, point: float, lam: float
+) -> None:
+    """At a kink whose chosen derivative is 0, an infinite upstream gradient gives 0, as PyTorch's own
+    backward formulas select it (0·inf would be NaN); beside the kink, PyTorch's own gradient."""
+    x = torch.tensor([point, 0.25, -0.25], requires_grad=True)
+    up = torch.full((3,), torch.inf)
+    with kink_policy(default=lam):
+        call(x).backward(up)
+    (want,) = torch.autograd.grad(call(x[1:]), x, up[1:])  # (PyTorch away from the kink)
+    assert x.grad is not None and x.grad[0] == 0 and not bool(x.grad.isnan().any())
+    assert torch.equal(x.grad[1:], want[1:])
+
+
+@pytest.mark.parametrize(
+    "call", [torch.relu, _ZERO_SLOPE[-2][0], _ZERO_SLOPE[-1][0]], ids=["relu", "maximum", "minimum"]
+)
+def test_a_zero_slope_meets_an_infinite_cotangent_with_zero_under_a_transform(call: Any) -> None:
+    """As above, through the surrogate that transforms trace (relu, maximum and minimum at 0)."""
+    lam = 1.0 if call is _ZERO_SLOPE[-1][0] else 0.0
+    up = torch.full((3,), torch.inf)
+    with kink_policy(default=lam):
+        _, pullback = torch.func.vjp(call, torch.tensor([0.0, 0.25, -0.25]))
+        (got,) = pullback(up)
+    assert got[0] == 0 and not bool(got.isnan().any())

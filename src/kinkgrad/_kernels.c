@@ -172,28 +172,30 @@ HITS(hits_f64, double)
 #define PUT(NAME, T, I)                                                                                 \
     CLONES static void NAME(I *restrict out, const T *restrict g, const uint8_t *restrict mask,         \
                             int64_t n, T slope) {                                                       \
+        I sloped = -(I)(slope != 0); /* a zero slope puts 0 itself, never 0 * inf = NaN */              \
         for (int64_t i = 0; i < n; i++) {                                                               \
             T put = slope * g[i];                                                                       \
-            I bits, chosen = -(I)mask[i];                                                               \
+            I bits, masked = -(I)mask[i];                                                               \
             memcpy(&bits, &put, sizeof bits);                                                           \
-            out[i] = (bits & chosen) | (out[i] & ~chosen);                                              \
+            out[i] = (bits & masked & sloped) | (out[i] & ~masked);                                     \
         }                                                                                               \
     }
 PUT(put_f32, float, int32_t)
 PUT(put_f64, double, int64_t)
 
 /* relu's backward with a chosen slope at its kinks, in one pass: out[i] = slope * g[i] where mask[i] is
- * set, else PyTorch's threshold_backward(g, y, 0): 0 where y[i] <= 0, g[i] elsewhere (NaN y included).
- * Selects on the bits, as in PUT. */
+ * set (0 for a zero slope, as PUT puts it), else PyTorch's threshold_backward(g, y, 0): 0 where
+ * y[i] <= 0, g[i] elsewhere (NaN y included). Selects on the bits, as in PUT. */
 #define RELU_BACKWARD(NAME, T, I)                                                                       \
     CLONES static void NAME(I *restrict out, const T *restrict g, const T *restrict y,                  \
                             const uint8_t *restrict mask, int64_t n, T slope) {                         \
+        I sloped = -(I)(slope != 0);                                                                    \
         for (int64_t i = 0; i < n; i++) {                                                               \
             T put = slope * g[i], own = g[i];                                                           \
             I put_bits, own_bits, chosen = -(I)mask[i], passed = -(I)!(y[i] <= 0);                      \
             memcpy(&put_bits, &put, sizeof put_bits);                                                   \
             memcpy(&own_bits, &own, sizeof own_bits);                                                   \
-            out[i] = (put_bits & chosen) | (own_bits & passed & ~chosen);                               \
+            out[i] = (put_bits & chosen & sloped) | (own_bits & passed & ~chosen);                      \
         }                                                                                               \
     }
 RELU_BACKWARD(relu_backward_f32, float, int32_t)
@@ -719,7 +721,7 @@ static struct PyModuleDef module = {
 
 /* Bumped with every change to a function's arguments or meaning: kinkgrad/_native.py ignores a build of
  * another version (an install not rebuilt since the source changed) and uses PyTorch operators. */
-#define VERSION 7
+#define VERSION 8
 
 PyMODINIT_FUNC PyInit__kernels(void) {
     PyObject *m = PyModule_Create(&module);

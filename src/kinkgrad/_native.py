@@ -18,7 +18,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-_VERSION = 7
+_VERSION = 8
 """The version of ``_kernels.c`` this module calls (its ``VERSION``)."""
 
 try:
@@ -170,8 +170,9 @@ def hits(grad: Tensor, mask: Tensor) -> int | None:
 
 def put(out: Tensor, grad: Tensor, mask: Tensor, slope: float) -> bool:
     """In place, ``out = slope * grad`` where the bool ``mask`` is true (``slope`` rounded to ``out``'s
-    dtype), every other entry untouched; all three of one shape, ``out`` not sharing ``grad``'s memory.
-    ``False``, changing nothing, where the pass does not apply."""
+    dtype; a zero slope puts 0, never ``0 * inf``), every other entry untouched; all three of one
+    shape, ``out`` not sharing ``grad``'s memory. ``False``, changing nothing, where the pass does not
+    apply."""
     wide = _wide(out, grad, masks=(mask,))
     if (
         wide is None
@@ -186,8 +187,9 @@ def put(out: Tensor, grad: Tensor, mask: Tensor, slope: float) -> bool:
 def relu_backward(
     grad: Tensor, output: Tensor, mask: Tensor, slope: float, out: Tensor | None = None
 ) -> Tensor | None:
-    """relu's backward with ``slope`` at its kinks: ``slope * grad`` where the bool ``mask`` is true, else
-    PyTorch's ``threshold_backward(grad, output, 0)`` (0 where ``output <= 0``, ``grad`` elsewhere),
+    """relu's backward with ``slope`` at its kinks: ``slope * grad`` where the bool ``mask`` is true (0 for
+    a zero slope), else PyTorch's ``threshold_backward(grad, output, 0)`` (0 where ``output <= 0``,
+    ``grad`` elsewhere),
     written into ``out`` (of ``grad``'s shape and dtype, sharing no memory with the others; default: a new
     tensor); ``None``, writing nothing, where the pass does not apply."""
     wide = _wide(grad, output, masks=(mask,)) if out is None else _wide(grad, output, out, masks=(mask,))

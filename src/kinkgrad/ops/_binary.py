@@ -41,11 +41,17 @@ def _tie(native: Any, input: Tensor, other: Tensor, at_kink: Any, upper: bool) -
         lam = lam.lambdas(native.__name__, input - other, tie)
     if lam is not None and needs_rule(mode, tie):
         w_input, w_other = (lam, 1.0 - lam) if upper else (1.0 - lam, lam)
-        tangent = w_input * (input - input.detach()) + w_other * (other - other.detach())
+        # (a side of zero weight is left out, not multiplied by 0: an infinite cotangent would make NaN)
+        terms = [w * (t - t.detach()) for w, t in ((w_input, input), (w_other, other)) if not _zero(w)]
+        tangent = sum(terms[1:], terms[0])
         out = at_kinks(value, tie, tangent.to(value.dtype))
     if watch is not None:
         watch.report(native.__name__, out, tie, input.detach() - other.detach())
     return out
+
+
+def _zero(weight: Any) -> bool:
+    return isinstance(weight, float) and weight == 0
 
 
 def maximum(input: Tensor, other: Tensor, *, at_kink: Any = None) -> Tensor:

@@ -110,6 +110,8 @@ def _apply(
     if lam is not None and hit and mode is Trace.EAGER and pure and isinstance(lam, float):
         slopes = [float(_slope(k, lam, x)) for k in kinks]
         out = _EagerRule.apply(x, masks, slopes, f, grad_from_output)
+    elif lam is not None and hit and grad_from_output is not None and _zero_slopes(kinks, lam, x):
+        out = f(x)  # the chosen derivative is f's own at its kinks, 0 (selected: never 0·inf = NaN)
     elif lam is not None and hit:
         weights = [m.to(x.dtype) for m in masks]
         slope = sum((_slope(k, lam, x) * w for k, w in zip(kinks, weights)), torch.zeros((), dtype=x.dtype))
@@ -275,11 +277,12 @@ class _EagerRule(torch.autograd.Function):
 def _put_at_kinks(out: Tensor, grad: Tensor, mask: Tensor, slope: float, create: bool) -> Tensor:
     """``slope·grad`` where ``mask`` is true, ``out`` elsewhere: an infinite or NaN ``grad`` away from the
     kinks never reaches ``out`` (as it would through ``out + slope·grad·mask``, where ``inf·0`` is NaN).
+    A zero slope puts 0, as PyTorch's own backward formulas select it (``0·inf`` would be NaN there).
     Without a graph to keep, in place on ``out`` in one compiled pass
     (:func:`kinkgrad._native.put`) where it applies."""
     if not create and _native.put(out, grad, mask, slope):
         return out
-    return torch.where(mask, grad * slope, out)
+    return torch.where(mask, grad * slope if slope != 0 else torch.zeros((), dtype=out.dtype), out)
 
 
 def _relu_grad(grad: Tensor, output: Tensor) -> Tensor:
@@ -291,6 +294,11 @@ def _slope(k: Kink, lam: float | Tensor, x: Tensor) -> float | Tensor:
     if isinstance(lam, float) and not isinstance(k.left, Tensor) and not isinstance(k.right, Tensor):
         return (1.0 - lam) * k.left + lam * k.right
     return (1.0 - lam) * _as_tensor(k.left, x) + lam * _as_tensor(k.right, x)
+
+
+def _zero_slopes(kinks: Sequence[Kink], lam: Any, x: Tensor) -> bool:
+    """Is the chosen slope 0 at every kink (known without looking at data)?"""
+    return all(isinstance(s, float) and s == 0 for s in (_slope(k, lam, x) for k in kinks))
 
 
 def _as_tensor(v: float | Tensor, x: Tensor) -> Tensor:
