@@ -442,14 +442,15 @@ def test_a_zero_slope_meets_an_infinite_cotangent_with_zero_not_nan(
     assert torch.equal(x.grad[1:], want[1:])
 
 
-@pytest.mark.parametrize(
-    "call", [torch.relu, _ZERO_SLOPE[-2][0], _ZERO_SLOPE[-1][0]], ids=["relu", "maximum", "minimum"]
-)
-def test_a_zero_slope_meets_an_infinite_cotangent_with_zero_under_a_transform(call: Any) -> None:
-    """As above, through the surrogate that transforms trace (relu, maximum and minimum at 0)."""
-    lam = 1.0 if call is _ZERO_SLOPE[-1][0] else 0.0
+@pytest.mark.parametrize(("call", "point", "lam"), _ZERO_SLOPE)
+def test_a_zero_slope_meets_an_infinite_cotangent_with_zero_under_a_transform(
+    call: Any, point: float, lam: float
+) -> None:
+    """As above, through the surrogate that transforms trace."""
     up = torch.full((3,), torch.inf)
     with kink_policy(default=lam):
-        _, pullback = torch.func.vjp(call, torch.tensor([0.0, 0.25, -0.25]))
+        _, pullback = torch.func.vjp(call, torch.tensor([point, 0.25, -0.25]))
         (got,) = pullback(up)
+    _, plain = torch.func.vjp(call, torch.tensor([point, 0.25, -0.25]))
     assert got[0] == 0 and not bool(got.isnan().any())
+    assert torch.equal(got[1:], plain(up)[0][1:])

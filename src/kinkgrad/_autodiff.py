@@ -80,6 +80,12 @@ def zero_tangent(x: Tensor) -> Tensor:
     return safe - safe.detach()
 
 
+def zero_weight(weight: object) -> bool:
+    """Is ``weight`` a plain number 0 (known without data)? Such a term is left out of a surrogate
+    rather than multiplied in: an infinite cotangent times it would be NaN."""
+    return isinstance(weight, float | int) and not isinstance(weight, bool) and weight == 0
+
+
 def weighted(weights: Tensor, tangent: Tensor) -> Tensor:
     """``weights · tangent``, with no cotangent reaching ``tangent`` where a weight is 0: there an
     infinite cotangent times the zero weight would be NaN, where PyTorch's own derivative gives 0."""

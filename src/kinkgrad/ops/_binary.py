@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from kinkgrad._autodiff import Trace, at_kinks, needs_rule, trace_mode
+from kinkgrad._autodiff import Trace, at_kinks, needs_rule, trace_mode, zero_weight
 from kinkgrad._observe import active_observer
 from kinkgrad._policy import from_policy
 from kinkgrad._rules import Chooser, check_lambda
@@ -42,16 +42,12 @@ def _tie(native: Any, input: Tensor, other: Tensor, at_kink: Any, upper: bool) -
     if lam is not None and needs_rule(mode, tie):
         w_input, w_other = (lam, 1.0 - lam) if upper else (1.0 - lam, lam)
         # (a side of zero weight is left out, not multiplied by 0: an infinite cotangent would make NaN)
-        terms = [w * (t - t.detach()) for w, t in ((w_input, input), (w_other, other)) if not _zero(w)]
+        terms = [w * (t - t.detach()) for w, t in ((w_input, input), (w_other, other)) if not zero_weight(w)]
         tangent = sum(terms[1:], terms[0])
         out = at_kinks(value, tie, tangent.to(value.dtype))
     if watch is not None:
         watch.report(native.__name__, out, tie, input.detach() - other.detach())
     return out
-
-
-def _zero(weight: Any) -> bool:
-    return isinstance(weight, float) and weight == 0
 
 
 def maximum(input: Tensor, other: Tensor, *, at_kink: Any = None) -> Tensor:

@@ -8,6 +8,7 @@ pass from the input (not the output: ``relu``'s own backward cannot tell ``x = 0
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,7 +19,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kinkgrad import _native
-from kinkgrad._autodiff import Trace, any_true, needs_rule, signed_zero, straight_through, trace_mode
+from kinkgrad._autodiff import (
+    Trace,
+    any_true,
+    needs_rule,
+    signed_zero,
+    straight_through,
+    trace_mode,
+    zero_weight,
+)
 from kinkgrad._observe import active_observer, silenced
 from kinkgrad._policy import from_policy
 from kinkgrad._rules import Chooser, check_lambda
@@ -71,12 +80,13 @@ def _apply(
     differentiable input but ``x``; ``grad_from_output(grad, f(x))``: ``f``'s own backward computed
     from its output, 0 at the kinks, as ``relu``'s is).
 
-    Under transforms the surrogate is ``f(x - d) + signed_zero(s·d)`` with
+    Under transforms the surrogate is ``f(where(m, x.detach(), x)) + signed_zero(s·d)`` with
     ``d = where(m, x - x.detach(), 0)`` (``x`` clamped to finite values first; exactly 0; derivative 1
     at the kinks, where the mask ``m`` is true, and 0 elsewhere) and ``s`` the chosen slope: the first
     term has ``f``'s value and derivative away from kinks and none at them, the second adds ``s`` at
-    them and adds exactly ``-0.0`` to the value. The ``where`` also stops an infinite cotangent away
-    from the kinks, which would meet a zero slope there (``inf·0`` is NaN).
+    them and adds exactly ``-0.0`` to the value. Both select rather than multiply, so an infinite
+    cotangent never meets a zero (``inf·0`` is NaN): not ``f``'s own derivative at a kink, nor a zero
+    slope (whose term is left out), nor the zero slopes away from the kinks.
     When ``f``'s own derivative is 0 at its kinks (``grad_from_output`` given, as for ``relu``), the
     first term is ``f(x)`` itself.
     In plain eager autograd (no transform can be active there) a small ``autograd.Function`` does the
@@ -110,20 +120,25 @@ def _apply(
     if lam is not None and hit and mode is Trace.EAGER and pure and isinstance(lam, float):
         slopes = [float(_slope(k, lam, x)) for k in kinks]
         out = _EagerRule.apply(x, masks, slopes, f, grad_from_output)
-    elif lam is not None and hit and grad_from_output is not None and _zero_slopes(kinks, lam, x):
-        out = f(x)  # the chosen derivative is f's own at its kinks, 0 (selected: never 0·inf = NaN)
     elif lam is not None and hit:
-        weights = [m.to(x.dtype) for m in masks]
-        slope = sum((_slope(k, lam, x) * w for k, w in zip(kinks, weights)), torch.zeros((), dtype=x.dtype))
-        # x is clamped first: the same values, and measured far faster under torch.compile than
-        # where(mask, x - x.detach(), 0) (compiled MLP step 1.07 against 1.54 times plain PyTorch's)
-        finite = torch.finfo(x.dtype).max
-        xc = x.clamp(-finite, finite)
-        d = torch.where(mask, xc - xc.detach(), 0)
-        if grad_from_output is not None:  # f's own derivative is 0 at its kinks: nothing to take off
-            out = f(x) + signed_zero(slope * d)
-        else:
-            out = f(x - d) + signed_zero(slope * d)
+        # f's own derivative is 0 at its kinks (grad_from_output) or is cut off there (where)
+        out = f(x) if grad_from_output is not None else f(torch.where(mask, x.detach(), x))
+        # a zero slope adds nothing: its kinks are left out, where no infinite cotangent can meet it
+        chosen = [
+            (s, m) for s, m in ((_slope(k, lam, x), m) for k, m in zip(kinks, masks)) if not zero_weight(s)
+        ]
+        if chosen:
+            slope = sum((s * m.to(x.dtype) for s, m in chosen), torch.zeros((), dtype=x.dtype))
+            sloped = (
+                mask
+                if len(chosen) == len(kinks)
+                else functools.reduce(torch.logical_or, [m for _, m in chosen])
+            )
+            # x is clamped first: the same values, and measured far faster under torch.compile than
+            # where(mask, x - x.detach(), 0) (compiled MLP step 1.07 against 1.54 times plain PyTorch's)
+            finite = torch.finfo(x.dtype).max
+            xc = x.clamp(-finite, finite)
+            out = out + signed_zero(slope * torch.where(sloped, xc - xc.detach(), 0))
     else:
         out = f(x)
     if watch is not None:
@@ -294,11 +309,6 @@ def _slope(k: Kink, lam: float | Tensor, x: Tensor) -> float | Tensor:
     if isinstance(lam, float) and not isinstance(k.left, Tensor) and not isinstance(k.right, Tensor):
         return (1.0 - lam) * k.left + lam * k.right
     return (1.0 - lam) * _as_tensor(k.left, x) + lam * _as_tensor(k.right, x)
-
-
-def _zero_slopes(kinks: Sequence[Kink], lam: Any, x: Tensor) -> bool:
-    """Is the chosen slope 0 at every kink (known without looking at data)?"""
-    return all(isinstance(s, float) and s == 0 for s in (_slope(k, lam, x) for k in kinks))
 
 
 def _as_tensor(v: float | Tensor, x: Tensor) -> Tensor:
