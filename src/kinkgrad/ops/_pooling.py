@@ -278,13 +278,14 @@ def _eager_rule(rule: Any, mode: Trace, input: Tensor, value: Tensor, views: lis
 
 
 class _EagerPoolRule(torch.autograd.Function):
-    """Eager-only max-pool rule: forward is PyTorch's value; backward sends each window's gradient to
-    its tied maxima by ``rule`` (``"split"``: evenly; ``"last"``: the last in window order).
+    """Eager-only max-pool rule: forward is the pool's value (PyTorch's, or the same values from
+    :func:`_pooled`'s pass); backward sends each window's gradient to its tied maxima by ``rule``
+    (``"split"``: evenly; ``"last"``: the last in window order).
 
     Saves one bit per window position (which candidates are not the maximum, packed into one integer
     per window) and, unless the backward counts them itself (``count`` None), the count of such
-    candidates: less than PyTorch's own int64 indices. With a ``grid`` (windows that do not overlap,
-    then) the backward is one compiled pass (:func:`kinkgrad._native.pool_scatter`) where it applies.
+    candidates: less than PyTorch's own int64 indices. With a ``grid`` whose windows do not overlap,
+    the backward is one compiled pass (:func:`kinkgrad._native.pool_scatter`) where it applies.
     Eager only, so ``forward`` takes ``ctx`` (as :class:`~kinkgrad.ops._elementwise._EagerRule`'s does).
     """
 
