@@ -232,3 +232,25 @@ def test_a_buffer_set_aside_for_a_reclaimed_one_is_reclaimed_in_turn(monkeypatch
     kept = _scratch.keep(scratch(big))  # the next step: the large buffer is taken back...
     scratch(small)  # ...and the small one, set aside for it, serves the small pass again
     assert made == [100, 10] and kept.shape == (100,)
+
+
+def test_release_buffers_gives_back_what_a_training_step_keeps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a step under a policy, kinkgrad keeps mask and gradient buffers for the next one; the public
+    ``release_buffers`` lets them go (once no tensor uses them)."""
+    import gc
+
+    import kinkgrad
+
+    monkeypatch.setattr(_scratch._local, "pools", {}, raising=False)
+    gc.collect()
+    before = _scratch.Mapped.live
+    model = torch.nn.Sequential(torch.nn.Linear(8, 64, bias=False), torch.nn.ReLU(), torch.nn.Linear(64, 1))
+    x = torch.randn(32, 8)
+    x[:8] = 0  # exact kinks at every ReLU input of these rows
+    with kinkgrad.kink_policy(default=0.5):
+        model(x).sum().backward()
+    gc.collect()
+    assert _scratch.Mapped.live > before  # kept for the next step
+    kinkgrad.release_buffers()
+    gc.collect()
+    assert _scratch.Mapped.live == before

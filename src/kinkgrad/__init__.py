@@ -32,6 +32,7 @@ from kinkgrad._patch import PatchHandle, patch
 from kinkgrad._policy import kink_policy
 from kinkgrad._registry import OPS as registry
 from kinkgrad._rules import TIE_RULES, KinkWarning
+from kinkgrad._scratch import release as release_buffers
 from kinkgrad._smooth import SmoothHandle, Smoothing, smooth
 from kinkgrad.smoothing import Continuation
 
@@ -68,6 +69,7 @@ __all__ = [
     "patch",
     "prox",
     "registry",
+    "release_buffers",
     "smooth",
     "smoothing",
 ]

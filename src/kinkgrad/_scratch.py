@@ -95,7 +95,17 @@ def keep(view: Tensor) -> Tensor:
 
 
 def release() -> None:
-    """Let go of this thread's buffers (each is freed with the last tensor that uses it)."""
+    """Give back the memory kinkgrad keeps between steps in this thread: the reused buffers of kink masks
+    and of the relu rule's gradients (each is freed with the last tensor that uses it; the next call
+    that needs one maps it anew). Call it in each thread that ran kinkgrad ops.
+
+    Example:
+        >>> import torch, kinkgrad
+        >>> x = torch.zeros(4, requires_grad=True)
+        >>> with kinkgrad.kink_policy(default=0.5):
+        ...     torch.relu(x).sum().backward()
+        >>> kinkgrad.release_buffers()
+    """
     _local.pools = {}
 
 
