@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from kinkgrad import ops
+from kinkgrad import kink_policy, ops
 from kinkgrad.ops import _pooling
 
 CONFIGS = [  # kernel, stride, padding, dilation, ceil_mode
@@ -173,3 +174,19 @@ def test_window_ties_finds_exactly_the_tied_windows(
     expected = ((windows == value[..., None, None]) & torch.isfinite(windows)).sum((-1, -2)) > 1
     assert torch.equal(_pooling._window_ties(x, value, kernel), expected)
     assert 0 < int(expected.sum()) < expected.numel()
+
+
+@pytest.mark.parametrize("rule", ["split", "last"])
+@pytest.mark.parametrize("shape", [(0, 3, 4, 4), (2, 0, 4, 4), (2, 3, 1, 4), (3, 4, 4)])
+def test_pool_rules_accept_and_reject_what_pytorch_does(shape: tuple[int, ...], rule: str) -> None:
+    """Empty batches pass, empty channels and windows larger than the input raise, as in PyTorch."""
+    x = torch.zeros(shape, requires_grad=True)
+    try:
+        want = F.max_pool2d(x, 2)
+    except RuntimeError as error:
+        with kink_policy(max_pool2d=rule), pytest.raises(RuntimeError, match=re.escape(str(error)[:40])):
+            F.max_pool2d(x, 2)
+        return
+    with kink_policy(max_pool2d=rule):
+        got = F.max_pool2d(x, 2)
+    assert torch.equal(got, want)

@@ -244,6 +244,7 @@ def _pooled(n: int, input: Tensor, rule: str, grid: Grid, ceil_mode: bool) -> Te
     that overhang the input, NaN, a maximum that is not finite."""
     if (
         input.dim() not in (n + 1, n + 2)
+        or input.numel() == 0  # (PyTorch's pool accepts some empty inputs and rejects others)
         or active_observer() is not None
         or trace_mode(input) is not Trace.EAGER
     ):
