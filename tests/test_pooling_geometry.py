@@ -190,3 +190,21 @@ def test_pool_rules_accept_and_reject_what_pytorch_does(shape: tuple[int, ...], 
     with kink_policy(max_pool2d=rule):
         got = F.max_pool2d(x, 2)
     assert torch.equal(got, want)
+
+
+def test_split_of_windows_that_tile_the_input_under_torch_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tiled form of ``"split"`` traced by ``torch.compile`` (a whole graph, AOT autograd): the
+    oracle's gradient, with an upstream gradient other than 1."""
+    torch.manual_seed(5)
+    x = (torch.randint(0, 3, (2, 3, 6, 6)) / 2).double().requires_grad_()
+    up = torch.linspace(1.5, 2.5, 2 * 3 * 3 * 3, dtype=torch.float64).reshape(2, 3, 3, 3)
+    tiled: list[int] = []
+    real = _pooling._split_tiles
+    monkeypatch.setattr(_pooling, "_split_tiles", lambda *a: tiled.append(1) or real(*a))
+    torch._dynamo.reset()
+    with kink_policy(max_pool2d="split"):
+        out = torch.compile(lambda t: F.max_pool2d(t, 2) * up, backend="aot_eager", fullgraph=True)(x)
+        (got,) = torch.autograd.grad(out.sum(), x)
+    assert tiled
+    windows = [_pool_windows(6, 3, 2, 2, 0, 1) for _ in range(2)]
+    torch.testing.assert_close(got, _oracle(x.detach(), (2, 3, 3, 3), windows, "split", up))
