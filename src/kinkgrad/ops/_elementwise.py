@@ -297,7 +297,7 @@ def _put_at_kinks(out: Tensor, grad: Tensor, mask: Tensor, slope: float, create:
     (:func:`kinkgrad._native.put`) where it applies."""
     if not create and _native.put(out, grad, mask, slope):
         return out
-    return torch.where(mask, grad * slope if slope != 0 else torch.zeros((), dtype=out.dtype), out)
+    return torch.where(mask, grad * slope if slope != 0 else 0.0, out)
 
 
 def _relu_grad(grad: Tensor, output: Tensor) -> Tensor:

@@ -95,17 +95,20 @@ def _resolve(
     at_kink: Any,
     ties: Callable[[], tuple[Tensor, int] | None] | None = None,
     grid: Grid | None = None,
+    indexed: bool = False,
 ) -> Tensor:
     """``value`` (the pool of ``input``) with its ties resolved by ``at_kink`` and reported to the
     observer. ``ties()``, where given, computes the tied-window mask and its count in one compiled pass
     (``None`` where that does not apply); it serves every eager case that needs no tie positions.
-    ``grid``, where given, is the geometry of a pool that compiled passes can read (see :class:`Grid`)."""
+    ``grid``, where given, is the geometry of a pool that compiled passes can read (see :class:`Grid`);
+    ``indexed``: PyTorch's pool ran for its indices, so the eager rules' positions pass
+    (:func:`_native_rule`) has not been tried yet (:func:`_pooled` tries it otherwise)."""
     watch = active_observer()
     rule = None if at_kink is None else check_tie_rule(at_kink)
     mode = trace_mode(input)
     if (mode is Trace.NONE and watch is None) or input.numel() == 0:
         return value
-    if grid is not None and watch is None and mode is Trace.EAGER and rule in ("last", "split"):
+    if indexed and grid is not None and watch is None and mode is Trace.EAGER and rule in ("last", "split"):
         ruled = _native_rule(input, value, rule, windows, grid)
         if ruled is not None:
             return ruled
@@ -485,7 +488,7 @@ def _max_pool(
         ties = partial(
             _native.pool_ties, grid.view(input.detach()), grid.view(value.detach()), grid.kernel, grid.stride
         )
-    out_value = _resolve(native.__name__, input, value, windows, at_kink, ties, grid)
+    out_value = _resolve(native.__name__, input, value, windows, at_kink, ties, grid, return_indices)
     return (out_value, indices) if return_indices else out_value
 
 
