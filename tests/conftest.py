@@ -25,3 +25,13 @@ def passes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     else:
         assert _native.available(), "kinkgrad._kernels was not built: `make` builds it with a C compiler"
     return str(request.param)
+
+
+@pytest.fixture(params=["fused", "general"])
+def relu_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once through each eager relu rule of a policy: the fused one (``_ReluRule``, which
+    serves tensors from a size on; here every size) and the general one (``_EagerRule``)."""
+    from kinkgrad.ops import _elementwise
+
+    monkeypatch.setattr(_elementwise, "_FUSED_RELU_MIN", 0 if request.param == "fused" else 2**62)
+    return str(request.param)

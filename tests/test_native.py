@@ -183,18 +183,45 @@ def test_put_writes_slope_times_grad_at_the_mask_only(dtype: torch.dtype, size: 
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", SIZES + [8, 15, 16, 17, 31])
+def test_relu_bits_is_pytorchs_relu_with_its_kinks_as_bits(dtype: torch.dtype, size: int) -> None:
+    x = _data(size, dtype, 0.0, seed=size + 7)
+    bits = torch.full((-(-size // 8),), 0xA5, dtype=torch.uint8)  # (garbage: every bit is written)
+    result = _native.relu_bits(x, bits)
+    assert result is not None
+    out, hits = result
+    assert torch.equal(out.view(_BITS[dtype]), torch.relu(x).view(_BITS[dtype]))  # -0.0 and NaN included
+    assert hits == int((x == 0).sum())
+    # bit i % 8 of byte i // 8 is entry i: unpacked independently of unpack_bits, and the padding is clear
+    flags = [(int(bits[i // 8]) >> (i % 8)) & 1 for i in range(8 * bits.numel())]
+    assert flags == [int(v == 0) for v in x.tolist()] + [0] * (8 * bits.numel() - size)
+    assert torch.equal(_native.unpack_bits(bits, x.shape), x == 0)
+    square = x[: size - size % 4].view(-1, 4) if size >= 4 else x.view(-1, size or 1)
+    assert torch.equal(_native.unpack_bits(_packed(square == 0), square.shape), square == 0)
+
+
+def _packed(mask: Tensor) -> Tensor:
+    """``mask`` as :func:`kinkgrad._native.relu_bits` writes its kinks (an independent packing)."""
+    flat = mask.flatten().to(torch.uint8)
+    flat = torch.cat([flat, flat.new_zeros(-flat.numel() % 8)]).view(-1, 8)
+    return (flat << torch.arange(8, dtype=torch.uint8)).sum(1).to(torch.uint8)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("size", SIZES + [8, 15, 16, 17, 31])
 @pytest.mark.parametrize("slope", [0.25, 0.0])
+@pytest.mark.parametrize("form", ["bool", "bits", "none"])
 def test_relu_backward_is_thresholds_with_the_slope_at_the_mask(
-    dtype: torch.dtype, size: int, slope: float
+    dtype: torch.dtype, size: int, slope: float, form: str
 ) -> None:
     x = _data(size, dtype, 0.0, seed=size + 5)
     y = torch.relu(x)
     g = _data(size, dtype, 1.0, seed=size + 6)
-    mask = x == 0
+    mask = (x == 0) if form != "none" else torch.zeros(size, dtype=torch.bool)
     at_kinks = g * slope if slope != 0 else torch.zeros((), dtype=dtype)  # (0 selected, as PyTorch's own)
     expected = torch.where(mask, at_kinks, torch.ops.aten.threshold_backward(g, y, 0))
-    got = _native.relu_backward(g, y, mask, slope)
+    given = {"bool": mask, "bits": _packed(mask), "none": None}[form]
+    got = _native.relu_backward(g, y, given, slope)
     assert got is not None
     assert torch.equal(got.view(torch.uint8), expected.view(torch.uint8))  # bit for bit
 
@@ -353,6 +380,14 @@ def test_passes_decline_where_they_do_not_apply() -> None:
         and _native.relu_backward(x, x, mask.t(), 0.5) is None
     )
     assert not _native.put(x, x.clone()[:, :3], mask, 0.5) and not _native.put(x.half(), x.half(), mask, 0.5)
+    bits = torch.zeros(3, dtype=torch.uint8)  # 24 entries of x
+    assert _native.relu_backward(x, x, bits[:2], 0.5) is None  # bits for 16 entries
+    assert _native.relu_backward(x, x, bits.to(torch.int8), 0.5) is None
+    assert _native.relu_backward(x.half(), x.half(), None, 0.5) is None
+    for other in (x.t(), x.half(), x.to(torch.int32), x[:, ::2]):
+        assert _native.relu_bits(other, bits) is None
+    assert _native.relu_bits(x, bits[:2]) is None and _native.relu_bits(x, bits.bool()) is None
+    assert _native.relu_bits(x, torch.zeros(6, dtype=torch.uint8)[::2]) is None  # not contiguous
 
     class Sub(Tensor):
         pass

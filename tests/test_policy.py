@@ -4,6 +4,7 @@ PyTorch untouched outside."""
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -247,7 +248,7 @@ def test_double_backward_through_an_eager_kink_rule() -> None:
     assert float(ours[1:].abs().sum()) > 0
 
 
-def test_double_backward_through_the_relu_rule_keeps_the_chosen_slope() -> None:
+def test_double_backward_through_the_relu_rule_keeps_the_chosen_slope(relu_path: str) -> None:
     """relu's eager rule computes PyTorch's backward from the output and adds the slope at the kink;
     with create_graph=True that sum stays differentiable: d/dw of (relu'(x)·w·c) is relu'(x)·c."""
     x = torch.tensor([0.0, 0.3, -0.7, 0.0], dtype=torch.float64, requires_grad=True)
@@ -264,7 +265,9 @@ def test_double_backward_through_the_relu_rule_keeps_the_chosen_slope() -> None:
     "shape", [(3, 70_001), (1, 100_000), (70_000,), (2, 5, 40_003)]
 )  # flat slices with a tail; one row wider than a slice; 1-D; 3-D
 @pytest.mark.parametrize("upstream_kind", ["dense", "transposed", "expanded"])
-def test_eager_rule_on_tensors_larger_than_a_slice(shape: tuple[int, ...], upstream_kind: str) -> None:
+def test_eager_rule_on_tensors_larger_than_a_slice(
+    shape: tuple[int, ...], upstream_kind: str, relu_path: str
+) -> None:
     """Tensors larger than the rule's slices, with upstream gradients other than 1 that are contiguous,
     non-contiguous or broadcast: the gradient is PyTorch's away from the kinks and lambda times the
     upstream at them (an oracle built from comparisons, not from kinkgrad)."""
@@ -336,7 +339,9 @@ _AWAY_CASES: dict[str, tuple[Callable[[Tensor], Tensor], list[float], list[float
 
 @pytest.mark.parametrize("mode", ["eager", "func.grad"])
 @pytest.mark.parametrize("name", list(_AWAY_CASES))
-def test_infinite_and_nan_cotangents_away_from_kinks_are_pytorchs(name: str, mode: str, passes: str) -> None:
+def test_infinite_and_nan_cotangents_away_from_kinks_are_pytorchs(
+    name: str, mode: str, passes: str, relu_path: str
+) -> None:
     """Under a policy, entries away from every kink get exactly PyTorch's gradient even when their
     cotangent is ±inf or NaN (a zero weight times inf is NaN: the rule must not multiply there), while
     the kinks, hit in the same tensor with a finite cotangent, get the chosen slope."""
@@ -429,7 +434,7 @@ _ZERO_SLOPE = [  # (call, a point at a kink, λ whose slope there is 0)
 
 @pytest.mark.parametrize(("call", "point", "lam"), _ZERO_SLOPE)
 def test_a_zero_slope_meets_an_infinite_cotangent_with_zero_not_nan(
-    call: Any, point: float, lam: float
+    call: Any, point: float, lam: float, relu_path: str
 ) -> None:
     """At a kink whose chosen derivative is 0, an infinite upstream gradient gives 0, as PyTorch's own
     backward formulas select it (0·inf would be NaN); beside the kink, PyTorch's own gradient."""
@@ -454,3 +459,35 @@ def test_a_zero_slope_meets_an_infinite_cotangent_with_zero_under_a_transform(
     _, plain = torch.func.vjp(call, torch.tensor([point, 0.25, -0.25]))
     assert got[0] == 0 and not bool(got.isnan().any())
     assert torch.equal(got[1:], plain(up)[0][1:])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("lam", [0.0, 0.25, 1.0, 1.5])
+@pytest.mark.parametrize("kinks", [True, False])
+def test_the_fused_relu_rule_on_a_large_activation(dtype: torch.dtype, lam: float, kinks: bool) -> None:
+    """An activation of a CNN's size (float32 and float64 take the one-pass rule, others the general
+    one): PyTorch's values bit for bit, and the gradient PyTorch's away from the kinks and λ times an
+    upstream gradient other than 1 at them, -0.0, ±inf and NaN inputs and infinite upstreams included
+    (an oracle built from comparisons)."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(8, 16, 48, 48, generator=g).to(dtype)
+    if kinks:
+        x[torch.rand(x.shape, generator=g) < 0.3] = 0.0
+        x.view(-1)[:4] = torch.tensor([-0.0, torch.inf, -torch.inf, torch.nan], dtype=dtype)
+    up = torch.randn(x.shape, generator=g).to(dtype) * 3
+    up.view(-1)[4:8] = torch.inf  # (at entries of the random data: away from the specials above)
+    leaf = x.clone().requires_grad_()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kinkgrad.KinkWarning)  # (λ = 1.5 leaves the Clarke set: allowed)
+        with kink_policy(relu=lam):
+            y = F.relu(leaf)
+    fused = type(y.grad_fn).__name__ == "_ReluRuleBackward"
+    assert fused == (dtype in (torch.float32, torch.float64))
+    assert torch.equal(y.detach().view(torch.uint8), torch.relu(x).view(torch.uint8))
+    y.backward(up)
+    at = x == 0
+    slope = up * lam if lam != 0 else torch.zeros((), dtype=dtype)
+    expected = torch.where(at, slope, torch.where(torch.relu(x) > 0, up, torch.zeros((), dtype=dtype)))
+    expected = torch.where(x.isnan(), up, expected)  # (PyTorch passes the gradient through NaN)
+    assert leaf.grad is not None
+    assert torch.equal(leaf.grad.view(torch.uint8), expected.view(torch.uint8))

@@ -44,7 +44,8 @@ def test_views_by_shape_follow_the_buffer_as_it_grows(monkeypatch: pytest.Monkey
     assert again.untyped_storage().data_ptr() != small.untyped_storage().data_ptr()
     for n in range(1, 2 * _scratch._MAX_VIEWS):  # many shapes: the remembered views are bounded
         assert scratch(torch.zeros(n % 50 + 1, 1)).shape == (n % 50 + 1, 1)
-    assert len(_scratch._local.pools[(torch.float32, torch.device("cpu"))].views) <= _scratch._MAX_VIEWS
+    current = _scratch._local.pools[(torch.float32, torch.device("cpu"))].current
+    assert current is not None and len(current.views) <= _scratch._MAX_VIEWS
 
 
 def test_a_view_resized_by_an_out_argument_is_not_handed_out_again(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -142,7 +143,7 @@ def test_the_lent_buffers_watched_are_bounded(monkeypatch: pytest.MonkeyPatch) -
     like = torch.zeros(100)
     kept = [_scratch.keep(scratch(like)) for _ in range(5)]  # 400 bytes each
     pool = _scratch._local.pools[(torch.float32, torch.device("cpu"))]
-    watched = [b.untyped_storage().data_ptr() for b, _ in pool.lent]
+    watched = [b.address for b in pool.lent]
     assert watched == [k.untyped_storage().data_ptr() for k in kept[-3:]]  # the newest three
     assert pool.lent_bytes == 3 * 400
     monkeypatch.setattr(_scratch, "MAX_LENT_BYTES", 2 * 400)
@@ -150,7 +151,7 @@ def test_the_lent_buffers_watched_are_bounded(monkeypatch: pytest.MonkeyPatch) -
     assert len(pool.lent) == 2 and pool.lent_bytes == 2 * 400
 
 
-def test_a_training_loop_reuses_its_kink_masks(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_training_loop_reuses_its_kink_masks(monkeypatch: pytest.MonkeyPatch, relu_path: str) -> None:
     import kinkgrad
 
     monkeypatch.setattr(_scratch._local, "pools", {}, raising=False)
@@ -177,7 +178,9 @@ def test_a_training_loop_reuses_its_kink_masks(monkeypatch: pytest.MonkeyPatch) 
     assert steps[2] == steps[1] == steps[0]  # the same buffers in the next steps
 
 
-def test_a_pooled_gradient_in_use_is_never_overwritten(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_pooled_gradient_in_use_is_never_overwritten(
+    monkeypatch: pytest.MonkeyPatch, relu_path: str
+) -> None:
     """A relu rule's gradient lives in a pooled buffer: one the caller still holds (here a leaf's .grad,
     which autograd may take as it is) is not handed out again, and the next step's lands elsewhere."""
     import kinkgrad
@@ -234,7 +237,9 @@ def test_a_buffer_set_aside_for_a_reclaimed_one_is_reclaimed_in_turn(monkeypatch
     assert made == [100, 10] and kept.shape == (100,)
 
 
-def test_release_buffers_gives_back_what_a_training_step_keeps(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_release_buffers_gives_back_what_a_training_step_keeps(
+    monkeypatch: pytest.MonkeyPatch, relu_path: str
+) -> None:
     """After a step under a policy, kinkgrad keeps mask and gradient buffers for the next one; the public
     ``release_buffers`` lets them go (once no tensor uses them)."""
     import gc

@@ -18,7 +18,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-_VERSION = 8
+_VERSION = 9
 """The version of ``_kernels.c`` this module calls (its ``VERSION``)."""
 
 try:
@@ -48,6 +48,8 @@ __all__ = [
     "pool_values",
     "put",
     "relu_backward",
+    "relu_bits",
+    "unpack_bits",
 ]
 
 _WIDE = {torch.float32: False, torch.float64: True}
@@ -184,26 +186,56 @@ def put(out: Tensor, grad: Tensor, mask: Tensor, slope: float) -> bool:
     return True
 
 
+def relu_bits(x: Tensor, bits: Tensor) -> tuple[Tensor, int] | None:
+    """PyTorch's ``relu(x)`` (a new tensor) and, from the same pass, its kinks ``x == 0`` as bits: bit
+    ``i % 8`` of ``bits[i // 8]`` (a uint8 tensor of ``ceil(x.numel() / 8)`` entries) for entry ``i``
+    of ``x`` in memory order, with how many are set; ``None``, writing nothing, where the pass does
+    not apply. :func:`unpack_bits` turns the bits into a bool mask."""
+    wide = _wide(x)
+    if wide is None or bits.dtype != torch.uint8 or not _flat(bits) or bits.numel() != -(-x.numel() // 8):
+        return None
+    out = torch.empty(x.shape, dtype=x.dtype)
+    hits: int = _kernels.relu_bits(x.data_ptr(), out.data_ptr(), bits.data_ptr(), x.numel(), wide)
+    return out, hits
+
+
+def unpack_bits(bits: Tensor, shape: torch.Size) -> Tensor:
+    """The bool mask of ``shape`` whose entry ``i`` (in memory order) is bit ``i % 8`` of ``bits[i // 8]``,
+    as :func:`relu_bits` writes them (PyTorch operators: for the rare paths that need a mask)."""
+    shifts = torch.arange(8, dtype=torch.uint8, device=bits.device)
+    return (
+        bits.unsqueeze(-1)
+        .bitwise_right_shift(shifts)
+        .bitwise_and_(1)
+        .bool()
+        .flatten()[: shape.numel()]
+        .view(shape)
+    )
+
+
 def relu_backward(
-    grad: Tensor, output: Tensor, mask: Tensor, slope: float, out: Tensor | None = None
+    grad: Tensor, output: Tensor, mask: Tensor | None, slope: float, out: Tensor | None = None
 ) -> Tensor | None:
-    """relu's backward with ``slope`` at its kinks: ``slope * grad`` where the bool ``mask`` is true (0 for
-    a zero slope), else PyTorch's ``threshold_backward(grad, output, 0)`` (0 where ``output <= 0``,
-    ``grad`` elsewhere),
-    written into ``out`` (of ``grad``'s shape and dtype, sharing no memory with the others; default: a new
-    tensor); ``None``, writing nothing, where the pass does not apply."""
-    wide = _wide(grad, output, masks=(mask,)) if out is None else _wide(grad, output, out, masks=(mask,))
-    if (
-        wide is None
-        or not (grad.shape == output.shape == mask.shape)
-        or (out is not None and out.shape != grad.shape)
-    ):
+    """relu's backward with ``slope`` at its kinks: ``slope * grad`` where ``mask`` is set (0 for a zero
+    slope), else PyTorch's ``threshold_backward(grad, output, 0)`` (0 where ``output <= 0``, ``grad``
+    elsewhere), written into ``out`` (of ``grad``'s shape and dtype, sharing no memory with the others;
+    default: a new tensor); ``None``, writing nothing, where the pass does not apply. ``mask``: a bool
+    tensor of ``grad``'s shape, the bits of :func:`relu_bits`, or ``None`` (no kink)."""
+    wide = _wide(grad, output) if out is None else _wide(grad, output, out)
+    if wide is None or grad.shape != output.shape or (out is not None and out.shape != grad.shape):
+        return None
+    n = grad.numel()
+    if mask is None:
+        kernel, address = _kernels.relu_backward_bits, 0
+    elif mask.dtype == torch.bool and mask.shape == grad.shape and _flat(mask):
+        kernel, address = _kernels.relu_backward, mask.data_ptr()
+    elif mask.dtype == torch.uint8 and mask.numel() == -(-n // 8) and _flat(mask):
+        kernel, address = _kernels.relu_backward_bits, mask.data_ptr()
+    else:
         return None
     if out is None:
         out = torch.empty(grad.shape, dtype=grad.dtype)
-    _kernels.relu_backward(
-        out.data_ptr(), grad.data_ptr(), output.data_ptr(), mask.data_ptr(), grad.numel(), float(slope), wide
-    )
+    kernel(out.data_ptr(), grad.data_ptr(), output.data_ptr(), address, n, float(slope), wide)
     return out
 
 
