@@ -338,7 +338,7 @@ def _scatter_oracle(
 @pytest.mark.parametrize(
     ("kernel", "stride"), [g for g in _POSITION_GRIDS if g[0][0] <= g[1][0] and g[0][1] <= g[1][1]]
 )
-@pytest.mark.parametrize("rule", ["split", "last"])
+@pytest.mark.parametrize("rule", ["split", "last", "first"])
 def test_pool_scatter_sends_the_gradient_to_the_maxima(
     dtype: torch.dtype, kernel: tuple[int, int], stride: tuple[int, int], rule: str
 ) -> None:
@@ -353,9 +353,12 @@ def test_pool_scatter_sends_the_gradient_to_the_maxima(
     assert _native.pool_values(x, kernel, stride, torch.empty_like(value), bits)
     got = _native.pool_scatter(grad, bits, x.shape, kernel, stride, rule)
     assert got is not None
-    assert torch.equal(
-        got.view(torch.uint8), _scatter_oracle(grad, x, kernel, stride, rule).view(torch.uint8)
-    )
+    if rule == "first":  # PyTorch's own choice: its backward is the oracle
+        leaf = x.clone().requires_grad_()
+        (expected,) = torch.autograd.grad(F.max_pool2d(leaf, kernel, stride), leaf, grad)
+    else:
+        expected = _scatter_oracle(grad, x, kernel, stride, rule)
+    assert torch.equal(got.view(torch.uint8), expected.view(torch.uint8))
     transposed = _native.pool_scatter(grad.mT.contiguous().mT, bits, x.shape, kernel, stride, rule)
     assert transposed is not None and torch.equal(transposed.view(torch.uint8), got.view(torch.uint8))
 
@@ -409,7 +412,7 @@ def test_passes_decline_where_they_do_not_apply() -> None:
     assert _native.pool_values(y, (3, 3), (3, 3), torch.empty(1, 1, 1, 1), wide) is None  # 9 > 8 bits
     assert _native.pool_values(y, (2, 2), (2, 2), pooled, bits) is not None
     assert _native.pool_scatter(value, bits, y.shape, (2, 2), (1, 1), "split") is None  # windows overlap
-    assert _native.pool_scatter(value, bits, y.shape, (2, 2), (2, 2), "first") is None  # not a rule it has
+    assert _native.pool_scatter(value, bits, y.shape, (2, 2), (2, 2), "random") is None  # not a rule it has
     assert _native.pool_scatter(value.half(), bits, y.shape, (2, 2), (2, 2), "split") is None
     assert _native.pool_scatter(value, bits[..., :1], y.shape, (2, 2), (2, 2), "split") is None
 

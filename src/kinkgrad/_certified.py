@@ -47,8 +47,10 @@ import torch.autograd.forward_ad as fwad
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from kinkgrad import _native
 from kinkgrad._policy import kink_policy
 from kinkgrad._rules import Chooser
+from kinkgrad._scratch import keep, scratch
 from kinkgrad.ops._elementwise import _hit_mask
 from kinkgrad.ops._pooling import _window_ties
 
@@ -494,8 +496,11 @@ def _check_same_direction(
 # ---- the fast path: one ordinary forward pass; decisions made before the backward pass ----------------
 #
 # ``relu`` and non-overlapping ``max_pool2d`` (the kink ops of almost every network) are certified in the
-# ordinary forward pass itself. Each checks for ties with one cheap pass over its input; a call with no
-# tie runs PyTorch's op, nothing else. A call with ties runs PyTorch's op inside a small autograd
+# ordinary forward pass itself. Each checks for ties with one cheap pass over its input; a relu call with no
+# tie runs PyTorch's op, nothing else. A max-pool is one compiled pass that computes the pool (PyTorch's
+# values, bit for bit) and its tie check together, and keeps one byte per window for its backward instead
+# of PyTorch's int64 indices (:class:`_BitsPool`; where that pass does not apply, PyTorch's pool and a
+# tie pass run, :class:`_TiePool`). A call with ties runs PyTorch's op inside a small autograd
 # function whose backward reads decisions that are made *after* the forward pass (``_ReluSite.opened``,
 # ``_PoolSite.indices``), so no second forward pass is needed:
 #
@@ -623,6 +628,7 @@ class _PoolSite:
     kernel: tuple[int, int]
     value: Tensor | None = None
     indices: Tensor | None = None  #: PyTorch's, then (a copy) with the decided winners
+    bits: Tensor | None = None  #: per window, its entries that are not its maximum (no ``indices`` then)
     tied: Tensor | None = None  #: bool per window: the maximum is attained twice or more
     need: Tensor | None = None  #: bool per window: tied, and some candidate may move
     pending: Tensor | None = None  #: bool per window: still to decide (``need`` until a decision)
@@ -697,7 +703,9 @@ class _PoolSite:
         direction are left for the next one."""
         if self.done or t is None:
             return
-        assert self.value is not None and self.indices is not None
+        assert self.value is not None
+        self.winners()
+        assert self.indices is not None
         if self.pending is None:
             assert self.need is not None
             self.pending = self.need.clone()
@@ -729,8 +737,16 @@ class _PoolSite:
         pending = self.need if self.pending is None else self.pending
         return 0 if self.done or pending is None else int(pending.sum())
 
+    def winners(self) -> Tensor:
+        """Each window's winner as PyTorch's pool indexes it (flat within its plane): PyTorch's indices,
+        or the first maximum of each window's ``bits``, with the decisions so far."""
+        if self.indices is None:
+            assert self.bits is not None
+            self.indices, self.cloned = _first_maxima(self.bits, self.kernel, self.x.shape[-1]), True
+        return self.indices
+
     def forget(self) -> None:
-        self.tied = self.need = self.pending = self.value = self.indices = None
+        self.tied = self.need = self.pending = self.value = self.indices = self.bits = None
         self.narrowed = None
         self.x = None  # type: ignore[assignment]
 
@@ -738,8 +754,8 @@ class _PoolSite:
         t = _dense(t)
         if t is None:
             return None
-        assert self.value is not None and self.indices is not None
-        return t.flatten(-2).gather(-1, self.indices.flatten(-2)).view(self.value.shape)
+        assert self.value is not None
+        return t.flatten(-2).gather(-1, self.winners().flatten(-2)).view(self.value.shape)
 
 
 def _window_any(t: Tensor, kernel: tuple[int, int], shape: torch.Size) -> Tensor:
@@ -782,6 +798,69 @@ class _TiePool(torch.autograd.Function):
             None,
             None,
         )
+
+
+class _BitsPool(torch.autograd.Function):
+    """``max_pool2d`` whose value and maxima came from one compiled pass (:func:`_pool_bits`): its
+    backward sends each window's gradient to PyTorch's own winner, the first maximum, in one compiled
+    pass, or to the decided winners (``kinkgrad_indices``, set after the forward pass where ties were
+    decided). Keeps one byte per window where PyTorch's pool keeps an int64 index. Eager only (as the
+    fast path is), so ``forward`` takes ``ctx``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, value: Tensor, site: _PoolSite, kernel: tuple[int, int]) -> Tensor:
+        assert site.bits is not None
+        ctx.save_for_backward(x, site.bits)
+        ctx.kinkgrad_site, ctx.kernel, ctx.kinkgrad_indices = site, kernel, None
+        return value
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None]:
+        x, bits = ctx.saved_tensors
+        k = ctx.kernel
+        indices, ctx.kinkgrad_indices = ctx.kinkgrad_indices, None
+        if indices is None:
+            if not torch.is_grad_enabled():
+                out = _native.pool_scatter(grad, bits, x.shape, k, k, "first")
+                if out is not None:
+                    return out, None, None, None
+            indices = _first_maxima(bits, k, x.shape[-1])
+        grad_x = torch.ops.aten.max_pool2d_with_indices_backward(
+            grad, x, list(k), list(k), [0, 0], [1, 1], False, indices
+        )
+        return grad_x, None, None, None
+
+
+def _pool_bits(x: Tensor, kernel: tuple[int, int]) -> tuple[Tensor, Tensor, int] | None:
+    """The max-pool of ``x`` (non-overlapping ``kernel`` windows, no overhang), PyTorch's values bit for
+    bit, with each window's maxima as bits and the number of tied windows, from one compiled pass
+    (:func:`kinkgrad._native.pool_values`); ``None`` where it does not apply (NaN, a maximum that is
+    not finite, another dtype...)."""
+    (h, w), (kh, kw) = x.shape[-2:], kernel
+    value = torch.empty((*x.shape[:-2], h // kh, w // kw), dtype=x.dtype)
+    bits = scratch(value, torch.uint8)
+    ties = _native.pool_values(x.detach(), kernel, kernel, value, bits)
+    return None if ties is None else (value, keep(bits), ties)
+
+
+def _tied_windows(bits: Tensor, kernel: tuple[int, int]) -> Tensor:
+    """bool per window: its maximum attained twice or more (two or more of its entries' bits clear)."""
+    maxima = bits.bitwise_not().bitwise_and_((1 << kernel[0] * kernel[1]) - 1)
+    return maxima.bitwise_and(maxima - 1).bool()
+
+
+def _first_maxima(bits: Tensor, kernel: tuple[int, int], width: int) -> Tensor:
+    """PyTorch's max-pool indices (flat within each plane of ``width`` columns) from the windows' bits:
+    each window's first maximum (its lowest clear bit), as PyTorch's pool keeps the first of equal
+    maxima."""
+    (kh, kw), (oh, ow) = kernel, bits.shape[-2:]
+    first = _FIRST_CLEAR.to(bits.device)[bits.long()]
+    rows = torch.arange(oh, device=bits.device).view(-1, 1) * kh + first // kw
+    return rows * width + torch.arange(ow, device=bits.device) * kw + first % kw
+
+
+_FIRST_CLEAR = torch.tensor([next(i for i in range(9) if not b >> i & 1) for b in range(256)])
+"""Per byte value, its lowest clear bit."""
 
 
 def _pool_args(func: Any, args: Any, kwargs: Any) -> tuple[Tensor, tuple[int, int], bool] | None:
@@ -876,12 +955,21 @@ class _FastPass:
     def _pool(self, x: Tensor, kernel: tuple[int, int], return_indices: bool) -> Any:
         with torch._C.DisableTorchFunction():
             site = _PoolSite(len(self.sites), x, kernel)
-            site.cloned = not return_indices  # PyTorch's indices are the caller's: decide on a copy
-            value, indices = _TiePool.apply(x, site, kernel)
+            pooled = None if return_indices else _pool_bits(x, kernel)
+            indices: Tensor | None = None
+            tied: Tensor | None = None
+            if pooled is None:
+                site.cloned = not return_indices  # PyTorch's indices are the caller's: decide on a copy
+                value, indices = _TiePool.apply(x, site, kernel)
+                tied = _window_ties(x.detach(), value.detach(), kernel)
+            else:  # (the pool and its tie check in one pass)
+                site.bits = pooled[1]
+                value = _BitsPool.apply(x, pooled[0], site, kernel)
+                if pooled[2]:
+                    tied = _tied_windows(site.bits, kernel)
             site.value, site.node = value.detach(), value.grad_fn
             v = value.detach()
-            tied = _window_ties(x.detach(), v, kernel)
-            if bool(tied.view(torch.uint8).amax()):
+            if tied is not None and bool(tied.view(torch.uint8).amax()):
                 site.tied = site.need = tied
                 if self.calm.get(id(x)) is x:  # zeros of a relu whose input is never 0: locally constant
                     site.need = site.tied & v.bool()

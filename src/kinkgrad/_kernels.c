@@ -484,7 +484,10 @@ static int64_t scatter2x2_f32(const float *g, const uint8_t *b, float *row, floa
         __m128i at = _mm_xor_si128(_mm_unpacklo_epi16(bytes, zeroi), fifteen); /* the maxima, per window */
         __m128i kept;
         __m128 count;
-        if (rule) { /* the highest bit of at */
+        if (rule == 2) { /* the lowest bit of at */
+            kept = _mm_and_si128(at, _mm_sub_epi32(zeroi, at));
+            count = ones;
+        } else if (rule == 1) { /* the highest bit of at */
             __m128i ge8 = _mm_cmpgt_epi32(at, _mm_set1_epi32(7)), ge4 = _mm_cmpgt_epi32(at, _mm_set1_epi32(3));
             __m128i ge2 = _mm_cmpgt_epi32(at, one);
             __m128i high = _mm_or_si128(_mm_and_si128(ge8, eight), _mm_andnot_si128(ge8, _mm_and_si128(ge4, four)));
@@ -582,7 +585,8 @@ VALUES(values_f64, double, fabs, DBL_MAX)
  * positions (from VALUES), gi the input's gradient [planes, H, W]. Windows do not overlap (sh >= kh,
  * sw >= kw): every entry of a window is written once, and entries outside all windows are left as they
  * are (the caller zeroes them). rule 0 ("split"): each maximum of a window gets 0 + grad / (the window's
- * number of maxima), its other entries 0; rule 1 ("last"): its last maximum gets 0 + grad. The sum with
+ * number of maxima), its other entries 0; rule 1 ("last"): its last maximum gets 0 + grad; rule 2 ("first"):
+ * its first maximum, PyTorch's own choice (its pool keeps the first of equal maxima). The sum with
  * 0 is what PyTorch's operators compute, adding to a zero gradient (0 + -0.0 is +0.0). The 2x2,
  * stride-2 case starts each row with its own loop (above). */
 #define SCATTER(NAME, T)                                                                                \
@@ -598,17 +602,18 @@ VALUES(values_f64, double, fabs, DBL_MAX)
                 int64_t first = quad ? SCATTER2X2_##T(g, b, row, row + W, OW, rule) : 0;                \
                 for (int64_t ow = first; ow < OW; ow++) {                                               \
                     T *win = row + ow * sw;                                                             \
-                    int maxima = 0, last = -1;                                                          \
+                    int maxima = 0, last = -1, first = -1;                                              \
                     for (int i = 0; i < kh * kw; i++)                                                   \
                         if (!(b[ow] >> i & 1)) {                                                        \
                             maxima++;                                                                   \
                             last = i;                                                                   \
+                            first = first < 0 ? i : first;                                              \
                         }                                                                               \
-                    T share = (T)0 + (rule == 1 ? g[ow] : g[ow] / (T)maxima);                           \
+                    T share = (T)0 + (rule ? g[ow] : g[ow] / (T)maxima);                                \
                     for (int i = 0; i < kh; i++)                                                        \
                         for (int j = 0; j < kw; j++) {                                                  \
                             int at = i * (int)kw + j;                                                   \
-                            int kept = rule == 1 ? at == last : !(b[ow] >> at & 1);                     \
+                            int kept = rule == 2 ? at == first : rule == 1 ? at == last : !(b[ow] >> at & 1); \
                             win[i * W + j] = kept ? share : (T)0;                                       \
                         }                                                                               \
                 }                                                                                       \
@@ -864,7 +869,7 @@ static PyMethodDef methods[] = {
      "not finite): value = the max-pool, out = per window, bits of the entries that are not its maximum"},
     {"scatter", py_scatter, METH_VARARGS,
      "scatter(grad, bits, planes, H, W, OH, OW, kh, kw, sh, sw, rule, gi, wide): gi += grad sent to each "
-     "window's maxima (rule 0: split evenly; 1: the last)"},
+     "window's maxima (rule 0: split evenly; 1: the last; 2: the first)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -873,7 +878,7 @@ static struct PyModuleDef module = {
 
 /* Bumped with every change to a function's arguments or meaning: kinkgrad/_native.py ignores a build of
  * another version (an install not rebuilt since the source changed) and uses PyTorch operators. */
-#define VERSION 9
+#define VERSION 10
 
 PyMODINIT_FUNC PyInit__kernels(void) {
 #ifdef HAVE_AVX2

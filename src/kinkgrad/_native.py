@@ -18,7 +18,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-_VERSION = 9
+_VERSION = 10
 """The version of ``_kernels.c`` this module calls (its ``VERSION``)."""
 
 try:
@@ -311,9 +311,9 @@ def pool_scatter(
 ) -> Tensor | None:
     """The gradient, shaped ``shape``, of the input of a max-pool as in :func:`pool_values` (whose
     ``bits`` give each window's maxima) with non-overlapping windows: ``grad`` sent to each window's
-    maxima, ``"split"`` evenly (``grad / count``) or to the ``"last"``, and 0 elsewhere, in a new tensor.
-    ``None`` where the pass does not apply."""
-    if rule not in ("split", "last") or not (kernel[0] <= stride[0] and kernel[1] <= stride[1]):
+    maxima, ``"split"`` evenly (``grad / count``), or to the ``"last"`` or the ``"first"`` (PyTorch's own
+    choice), and 0 elsewhere, in a new tensor. ``None`` where the pass does not apply."""
+    if rule not in _SCATTER_RULES or not (kernel[0] <= stride[0] and kernel[1] <= stride[1]):
         return None
     grad = grad.contiguous()
     wide = _wide(grad)
@@ -326,6 +326,10 @@ def pool_scatter(
     _, h, w, oh, ow, kh, kw, sh, sw = geometry
     if (kh, kw, oh * sh, ow * sw) != (sh, sw, h, w):  # (the pass writes the entries of windows only)
         grad_input.zero_()
-    rule_code = 0 if rule == "split" else 1
-    _kernels.scatter(grad.data_ptr(), bits.data_ptr(), *geometry, rule_code, grad_input.data_ptr(), wide)
+    _kernels.scatter(
+        grad.data_ptr(), bits.data_ptr(), *geometry, _SCATTER_RULES[rule], grad_input.data_ptr(), wide
+    )
     return grad_input
+
+
+_SCATTER_RULES = {"split": 0, "last": 1, "first": 2}

@@ -157,3 +157,45 @@ def test_kinkgrad_direction_follows_its_recipe_and_is_drawn_only_where_read() ->
     (direction,) = certified._GAUSSIAN.values()
     params = list(model.parameters())
     assert sorted(direction._drawn) == [i for i, p in enumerate(params) if p.dim() == 1]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("explicit", [False, True])
+def test_the_one_pass_pool_gives_the_certified_gradient_of_pytorchs_pool(
+    dtype: torch.dtype, explicit: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path's max-pool from one compiled pass (its values and maxima as bits; PyTorch's first
+    maximum, or a decided one, gets the gradient) gives the certified gradient that PyTorch's pool with
+    its indices gives (``return_indices=True`` keeps that path), bit for bit, on data with tied windows
+    that must be decided and with ties after the pool (tangents through it)."""
+    model, x, y = _benchmark_like_cnn()
+    model, x = model.to(dtype), x.to(dtype)
+    conv1, conv2, lin1, lin2 = model[0], model[2], model[6], model[8]
+    taken: list[bool] = []
+    pool_bits = certified._pool_bits
+    monkeypatch.setattr(
+        certified, "_pool_bits", lambda *a: taken.append((r := pool_bits(*a)) is not None) or r
+    )
+
+    def closure(indexed: bool) -> torch.Tensor:
+        h = torch.relu(conv2(torch.relu(conv1(x))))
+        pooled = F.max_pool2d(h, 2, return_indices=True)[0] if indexed else F.max_pool2d(h, 2)
+        return F.cross_entropy(lin2(torch.relu(lin1(pooled.flatten(1)))), y)
+
+    g = torch.Generator().manual_seed(7)
+    direction = [torch.randn(p.shape, generator=g, dtype=torch.float64).to(dtype) for p in model.parameters()]
+    grads = []
+    for indexed in (False, True):
+        taken.clear()
+        model.zero_grad()
+        record = check_ad_backward(lambda indexed=indexed: closure(indexed), model, seed=2)
+        assert record.method == "tangents"
+        assert sum(s.ties - s.inert for s in record.sites if s.op == "max_pool2d") > 0  # windows decided
+        model.zero_grad()
+        clarke_backward(
+            lambda indexed=indexed: closure(indexed), model, direction=direction if explicit else None, seed=2
+        )
+        grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+        assert taken == ([] if indexed else [True] * len(taken)) and (indexed or taken)
+    for one_pass, pytorch in zip(*grads):
+        assert torch.equal(one_pass, pytorch)
