@@ -704,8 +704,6 @@ class _PoolSite:
         if self.done or t is None:
             return
         assert self.value is not None
-        self.winners()
-        assert self.indices is not None
         if self.pending is None:
             assert self.need is not None
             self.pending = self.need.clone()
@@ -717,11 +715,16 @@ class _PoolSite:
         tangents = t.at(cand.flatten()).view(cand.shape) if isinstance(t, _Lazy) else t.flatten()[cand]
         score = torch.where(alive, tangents, torch.full_like(tangents, -torch.inf))
         alive = alive & (score == score.amax(-1, keepdim=True))
-        winner = cand.gather(-1, score.argmax(-1, keepdim=True)).squeeze(-1)  # first of the best
-        if not self.cloned:
-            self.indices, self.cloned = self.indices.clone(), True
-        h, w = self.x.shape[-2:]
-        self.indices.view(-1)[windows] = winner % (h * w)
+        best = score.argmax(-1, keepdim=True)  # first of the best (its position in the window)
+        if self.bits is not None:  # the winner becomes the window's only maximum in its bits
+            full = (1 << cand.shape[-1]) - 1
+            self.bits.view(-1)[windows] = (full ^ (1 << best.squeeze(-1))).to(torch.uint8)
+        else:
+            assert self.indices is not None
+            if not self.cloned:
+                self.indices, self.cloned = self.indices.clone(), True
+            h, w = self.x.shape[-2:]
+            self.indices.view(-1)[windows] = cand.gather(-1, best).squeeze(-1) % (h * w)
         several = alive.sum(-1) > 1
         self.pending.view(-1)[windows[~several]] = False
         if bool(several.any()) or self.narrowed is not None:
@@ -738,11 +741,12 @@ class _PoolSite:
         return 0 if self.done or pending is None else int(pending.sum())
 
     def winners(self) -> Tensor:
-        """Each window's winner as PyTorch's pool indexes it (flat within its plane): PyTorch's indices,
-        or the first maximum of each window's ``bits``, with the decisions so far."""
-        if self.indices is None:
-            assert self.bits is not None
-            self.indices, self.cloned = _first_maxima(self.bits, self.kernel, self.x.shape[-1]), True
+        """Each window's winner as PyTorch's pool indexes it (flat within its plane), with the decisions
+        so far: PyTorch's indices, or each window's first maximum in its ``bits`` (where a decided
+        window's winner is its only one)."""
+        if self.bits is not None:
+            return _first_maxima(self.bits, self.kernel, self.x.shape[-1])
+        assert self.indices is not None
         return self.indices
 
     def forget(self) -> None:
@@ -802,29 +806,28 @@ class _TiePool(torch.autograd.Function):
 
 class _BitsPool(torch.autograd.Function):
     """``max_pool2d`` whose value and maxima came from one compiled pass (:func:`_pool_bits`): its
-    backward sends each window's gradient to PyTorch's own winner, the first maximum, in one compiled
-    pass, or to the decided winners (``kinkgrad_indices``, set after the forward pass where ties were
-    decided). Keeps one byte per window where PyTorch's pool keeps an int64 index. Eager only (as the
+    backward sends each window's gradient to its first maximum in the bits, in one compiled pass:
+    PyTorch's own winner, or the decided one (:meth:`_PoolSite.decide` leaves it the only maximum of its
+    window). Keeps one byte per window where PyTorch's pool keeps an int64 index. Eager only (as the
     fast path is), so ``forward`` takes ``ctx``."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, value: Tensor, site: _PoolSite, kernel: tuple[int, int]) -> Tensor:
-        assert site.bits is not None
-        ctx.save_for_backward(x, site.bits)
-        ctx.kinkgrad_site, ctx.kernel, ctx.kinkgrad_indices = site, kernel, None
+        ctx.save_for_backward(x)
+        # (not a saved tensor: decisions, made after this forward pass, edit the bits in place)
+        ctx.kinkgrad_site, ctx.kinkgrad_bits, ctx.kernel = site, site.bits, kernel
         return value
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None]:
-        x, bits = ctx.saved_tensors
-        k = ctx.kernel
-        indices, ctx.kinkgrad_indices = ctx.kinkgrad_indices, None
-        if indices is None:
-            if not torch.is_grad_enabled():
-                out = _native.pool_scatter(grad, bits, x.shape, k, k, "first")
-                if out is not None:
-                    return out, None, None, None
-            indices = _first_maxima(bits, k, x.shape[-1])
+        (x,) = ctx.saved_tensors
+        k, bits = ctx.kernel, ctx.kinkgrad_bits
+        ctx.kinkgrad_bits = None  # freed now, as autograd frees saved tensors (single use)
+        if not torch.is_grad_enabled():
+            out = _native.pool_scatter(grad, bits, x.shape, k, k, "first")
+            if out is not None:
+                return out, None, None, None
+        indices = _first_maxima(bits, k, x.shape[-1])
         grad_x = torch.ops.aten.max_pool2d_with_indices_backward(
             grad, x, list(k), list(k), [0, 0], [1, 1], False, indices
         )
@@ -1438,7 +1441,7 @@ def _release(sites: Sequence[_ReluSite | _PoolSite], record: bool) -> None:
     """Drop the sites' references to their autograd nodes (which reference the sites: a cycle), and,
     when no record is wanted, all that the backward pass does not read (tie masks, pending windows)."""
     for s in sites:
-        if isinstance(s, _PoolSite) and s.node is not None:
+        if isinstance(s, _PoolSite) and s.node is not None and s.bits is None:
             s.node.kinkgrad_indices = s.indices  # (a copy, if the caller holds PyTorch's)
         s.node = None
         if not record:
