@@ -846,12 +846,6 @@ def _pool_bits(x: Tensor, kernel: tuple[int, int]) -> tuple[Tensor, Tensor, int]
     return None if ties is None else (value, keep(bits), ties)
 
 
-def _tied_windows(bits: Tensor, kernel: tuple[int, int]) -> Tensor:
-    """bool per window: its maximum attained twice or more (two or more of its entries' bits clear)."""
-    maxima = bits.bitwise_not().bitwise_and_((1 << kernel[0] * kernel[1]) - 1)
-    return maxima.bitwise_and(maxima - 1).bool()
-
-
 def _first_maxima(bits: Tensor, kernel: tuple[int, int], width: int) -> Tensor:
     """PyTorch's max-pool indices (flat within each plane of ``width`` columns) from the windows' bits:
     each window's first maximum (its lowest clear bit), as PyTorch's pool keeps the first of equal
@@ -969,7 +963,7 @@ class _FastPass:
                 site.bits = pooled[1]
                 value = _BitsPool.apply(x, pooled[0], site, kernel)
                 if pooled[2]:
-                    tied = _tied_windows(site.bits, kernel)
+                    tied = _native.tied_windows(site.bits, kernel[0] * kernel[1])
             site.value, site.node = value.detach(), value.grad_fn
             v = value.detach()
             if tied is not None and bool(tied.view(torch.uint8).amax()):

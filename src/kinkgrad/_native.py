@@ -49,6 +49,7 @@ __all__ = [
     "put",
     "relu_backward",
     "relu_bits",
+    "tied_windows",
     "unpack_bits",
 ]
 
@@ -197,6 +198,13 @@ def relu_bits(x: Tensor, bits: Tensor) -> tuple[Tensor, int] | None:
     out = torch.empty(x.shape, dtype=x.dtype)
     hits: int = _kernels.relu_bits(x.data_ptr(), out.data_ptr(), bits.data_ptr(), x.numel(), wide)
     return out, hits
+
+
+def tied_windows(bits: Tensor, entries: int) -> Tensor:
+    """The bool mask, shaped like ``bits``, of windows whose maximum is attained twice or more, from the
+    bits of :func:`pool_values` for windows of ``entries`` entries (two or more of those bits clear)."""
+    maxima = bits.bitwise_not().bitwise_and_((1 << entries) - 1)
+    return maxima.bitwise_and(maxima - 1).bool()
 
 
 def unpack_bits(bits: Tensor, shape: torch.Size) -> Tensor:

@@ -369,13 +369,18 @@ def test_sites_come_from_the_stack_without_hooks_on_the_model() -> None:
 
 
 @pytest.mark.parametrize("rule", [None, "first"])
-def test_pool_counts_equal_the_oracle_in_both_memory_formats(rule: str | None) -> None:
-    """Exact and bifurcating max-pool counts, contiguous and channels-last, with inf and NaN, against
-    ties counted from the windows directly."""
+@pytest.mark.parametrize("specials", [True, False])
+def test_pool_counts_equal_the_oracle_in_both_memory_formats(
+    rule: str | None, specials: bool, passes: str
+) -> None:
+    """Exact and bifurcating max-pool counts, contiguous and channels-last, with inf and NaN or without
+    (then, contiguous, the pool and its ties come from one compiled pass), against ties counted from the
+    windows directly; and the gradient is PyTorch's, bit for bit, double backward included."""
     g = torch.Generator().manual_seed(3)
     x = torch.relu(torch.round(torch.randn(4, 3, 12, 10, generator=g) * 2) / 2)
-    x[0, 0, 0, :2] = torch.inf
-    x[1, 2, 4, 5] = torch.nan
+    if specials:
+        x[0, 0, 0, :2] = torch.inf
+        x[1, 2, 4, 5] = torch.nan
     windows = x.unfold(2, 2, 2).unfold(3, 2, 2).reshape(4, 3, 6, 5, 4)
     value = F.max_pool2d(x, 2)
     tied = ((windows == value[..., None]) & torch.isfinite(windows)).sum(-1) > 1
@@ -386,7 +391,17 @@ def test_pool_counts_equal_the_oracle_in_both_memory_formats(rule: str | None) -
         policy = kinkgrad.kink_policy(ties=rule) if rule is not None else _null()
         with KinkMonitor() as monitor, policy:
             out = F.max_pool2d(inp, 2)
-        out.backward(upstream)
+        one_pass = type(out.grad_fn).__name__ == "_EagerPoolRuleBackward"
+        assert one_pass == (not specials and layout == torch.contiguous_format and passes == "compiled")
+        cotangent = upstream.clone().requires_grad_()  # double backward: d(grad . w)/d(cotangent)
+        weights = torch.randn(x.shape, generator=g)
+        (grad,) = torch.autograd.grad(out, inp, cotangent, create_graph=True)
+        (second,) = torch.autograd.grad((grad * weights).sum(), cotangent)
         (record,) = monitor.summary()
         assert (record.elements, record.exact_kinks, record.bifurcating_kinks) == expected
+        leaf = x.clone().to(memory_format=layout).requires_grad_()
+        (plain,) = torch.autograd.grad(F.max_pool2d(leaf, 2), leaf, cotangent, create_graph=True)
+        (plain_second,) = torch.autograd.grad((plain * weights).sum(), cotangent)
+        assert torch.equal(grad.contiguous().view(torch.uint8), plain.contiguous().view(torch.uint8))
+        assert torch.equal(second, plain_second)
     assert 0 < expected[2] < expected[1] < expected[0]

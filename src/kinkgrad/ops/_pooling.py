@@ -238,17 +238,17 @@ def _split_tiles(input: Tensor, value: Tensor, grid: Grid) -> Tensor:
     return _finite_where(value, picked.view(value.shape))
 
 
-def _pooled(n: int, input: Tensor, rule: str, grid: Grid, ceil_mode: bool) -> Tensor | None:
-    """Eager ``"last"`` or ``"split"`` without an observer, from one compiled pass that computes the pool
-    itself (PyTorch's values, bit for bit) with its tie positions (:func:`kinkgrad._native.pool_values`):
-    PyTorch's pool is not run, nor its int64 indices kept (one byte per window instead), and the
-    backward is :class:`_EagerPoolRule`'s. ``None`` where the pass does not apply (then PyTorch's pool
-    runs, and raises on input it rejects): another dtype or layout, windows of more than 8 entries or
-    that overhang the input, NaN, a maximum that is not finite."""
+def _pooled(n: int, name: str, input: Tensor, rule: str, grid: Grid, ceil_mode: bool) -> Tensor | None:
+    """Eager ``"last"`` or ``"split"``, or what an observer counts (``"first"``: PyTorch's own choice),
+    from one compiled pass that computes the pool itself (PyTorch's values, bit for bit) with its tie
+    positions (:func:`kinkgrad._native.pool_values`): PyTorch's pool is not run, nor its int64 indices
+    kept (one byte per window instead), and the backward is :class:`_EagerPoolRule`'s. ``None`` where
+    the pass does not apply (then PyTorch's pool runs, and raises on input it rejects): another dtype or
+    layout, windows of more than 8 entries or that overhang the input, NaN, a maximum that is not
+    finite."""
     if (
         input.dim() not in (n + 1, n + 2)
         or input.numel() == 0  # (PyTorch's pool accepts some empty inputs and rejects others)
-        or active_observer() is not None
         or trace_mode(input) is not Trace.EAGER
     ):
         return None
@@ -258,13 +258,16 @@ def _pooled(n: int, input: Tensor, rule: str, grid: Grid, ceil_mode: bool) -> Te
         return None  # (no window, or ceil_mode's overhanging last ones)
     value = torch.empty((*x.shape[:-2], (h - kh) // sh + 1, (w - kw) // sw + 1), dtype=input.dtype)
     bits = scratch(value, torch.uint8)
-    if _native.pool_values(x, grid.kernel, grid.stride, value, bits) is None:
+    ties = _native.pool_values(x, grid.kernel, grid.stride, value, bits)
+    if ties is None:
         return None
     shape = (*value.shape[:-2], value.shape[-1]) if grid.lift else value.shape
     windows = _strided(n, grid.kernel[-n:], grid.stride[-n:], (0,) * n, (1,) * n, shape[-n:])
-    out: Tensor = _EagerPoolRule.apply(
-        input, value.view(shape), keep(bits).view(shape), None, rule, windows, grid
-    )
+    others = keep(bits).view(shape)
+    out: Tensor = _EagerPoolRule.apply(input, value.view(shape), others, None, rule, windows, grid)
+    watch = active_observer()
+    if watch is not None:
+        watch.report(name, out, _native.tied_windows(others, kh * kw), None, exact=ties)
     return out
 
 
@@ -284,7 +287,8 @@ def _eager_rule(rule: Any, mode: Trace, input: Tensor, value: Tensor, views: lis
 class _EagerPoolRule(torch.autograd.Function):
     """Eager-only max-pool rule: forward is the pool's value (PyTorch's, or the same values from
     :func:`_pooled`'s pass); backward sends each window's gradient to its tied maxima by ``rule``
-    (``"split"``: evenly; ``"last"``: the last in window order).
+    (``"split"``: evenly; ``"last"``: the last in window order; ``"first"``: the first, PyTorch's choice,
+    for an observer).
 
     Saves one bit per window position (which candidates are not the maximum, packed into one integer
     per window) and, unless the backward counts them itself (``count`` None), the count of such
@@ -344,9 +348,9 @@ class _EagerPoolRule(torch.autograd.Function):
             share = grad / (size - count).to(grad.dtype)
             for bit in range(size):
                 add(bit, share, 1 - ((others >> bit) & 1))
-        else:  # "last": the last tied candidate of each window takes the whole gradient
+        else:  # "last" ("first"): the last (first) tied candidate of each window takes the whole gradient
             taken = torch.zeros_like(others)
-            for bit in reversed(range(size)):
+            for bit in reversed(range(size)) if ctx.rule == "last" else range(size):
                 chosen = (1 - ((others >> bit) & 1)) * (1 - taken)
                 add(bit, grad, chosen)
                 taken |= chosen
@@ -475,8 +479,10 @@ def _max_pool(
     if n < 3 and not any(p) and all(di == 1 for di in d):
         # a 1-D pool is a 2-D pool of windows one row high
         grid = Grid((1, k[0]), (1, s[0]), True) if n == 1 else Grid((k[0], k[1]), (s[0], s[1]), False)
-        if not return_indices and isinstance(at_kink, str) and at_kink in ("last", "split"):
-            pooled = _pooled(n, input, at_kink, grid, ceil_mode)
+        # the pool and its tie check in one pass, where a rule or an observer (a monitor) needs the ties
+        observed = at_kink in (None, "first") and active_observer() is not None
+        if not return_indices and (observed or (isinstance(at_kink, str) and at_kink in ("last", "split"))):
+            pooled = _pooled(n, native.__name__, input, at_kink or "first", grid, ceil_mode)
             if pooled is not None:
                 return pooled
     value, indices = native(
