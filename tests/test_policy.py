@@ -491,3 +491,19 @@ def test_the_fused_relu_rule_on_a_large_activation(dtype: torch.dtype, lam: floa
     expected = torch.where(x.isnan(), up, expected)  # (PyTorch passes the gradient through NaN)
     assert leaf.grad is not None
     assert torch.equal(leaf.grad.view(torch.uint8), expected.view(torch.uint8))
+
+
+def test_the_fused_relu_rule_runs_backward_twice_with_retain_graph(relu_path: str) -> None:
+    """A retained graph's relu rule gives the same gradient on a second backward pass (its kink bits
+    and its pooled gradient buffer are not reused while the first result is held)."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(4, 8, 96, 96, generator=g)
+    x[torch.rand(x.shape, generator=g) < 0.2] = 0.0
+    x.requires_grad_()
+    up = torch.randn(x.shape, generator=g)
+    with kink_policy(relu=0.25):
+        y = torch.relu(x)
+    (first,) = torch.autograd.grad(y, x, up, retain_graph=True)
+    (second,) = torch.autograd.grad(y, x, 2 * up)
+    expected = torch.where(x.detach() > 0, up, torch.where(x.detach() == 0, 0.25 * up, 0.0))
+    assert torch.equal(first, expected) and torch.equal(second, 2 * expected)
