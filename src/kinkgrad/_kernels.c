@@ -192,23 +192,28 @@ HITS(hits_f64, double)
 PUT(put_f32, float, int32_t)
 PUT(put_f64, double, int64_t)
 
-/* relu's backward with a chosen slope at its kinks, in one pass: out[i] = slope * g[i] where mask[i] is
- * set (0 for a zero slope, as PUT puts it), else PyTorch's threshold_backward(g, y, 0): 0 where
- * y[i] <= 0, g[i] elsewhere (NaN y included). Selects on the bits, as in PUT. */
-#define RELU_BACKWARD(NAME, T, I)                                                                       \
+/* relu's backward with a chosen slope at its kinks, in one pass, from entry `start` on: out[i] = slope *
+ * g[i] where the kink mask is set (0 for a zero slope, as PUT puts it), else PyTorch's
+ * threshold_backward(g, y, 0): 0 where y[i] <= 0, g[i] elsewhere (NaN y included). Selects on the bits,
+ * as in PUT. CHOSEN reads the mask of entry i as 0 or -1: one byte per entry (RELU_BACKWARD's), or one
+ * bit (BIT_CHOSEN: bit i % 8 of mask[i / 8], as RELU_BITS sets them; a NULL mask has no kink). */
+#define RELU_BACKWARD(NAME, T, I, CHOSEN)                                                               \
     CLONES static void NAME(I *restrict out, const T *restrict g, const T *restrict y,                  \
-                            const uint8_t *restrict mask, int64_t n, T slope) {                         \
+                            const uint8_t *restrict mask, int64_t n, T slope, int64_t start) {          \
         I sloped = -(I)(slope != 0);                                                                    \
-        for (int64_t i = 0; i < n; i++) {                                                               \
+        for (int64_t i = start; i < n; i++) {                                                           \
             T put = slope * g[i], own = g[i];                                                           \
-            I put_bits, own_bits, chosen = -(I)mask[i], passed = -(I)!(y[i] <= 0);                      \
+            I put_bits, own_bits, chosen = CHOSEN, passed = -(I)!(y[i] <= 0);                           \
             memcpy(&put_bits, &put, sizeof put_bits);                                                   \
             memcpy(&own_bits, &own, sizeof own_bits);                                                   \
             out[i] = (put_bits & chosen & sloped) | (own_bits & passed & ~chosen);                      \
         }                                                                                               \
     }
-RELU_BACKWARD(relu_backward_f32, float, int32_t)
-RELU_BACKWARD(relu_backward_f64, double, int64_t)
+#define BIT_CHOSEN(I) (mask == NULL ? 0 : -(I)((mask[i >> 3] >> (i & 7)) & 1))
+RELU_BACKWARD(relu_backward_f32, float, int32_t, -(int32_t)mask[i])
+RELU_BACKWARD(relu_backward_f64, double, int64_t, -(int64_t)mask[i])
+RELU_BACKWARD(relu_backward_bits_f32, float, int32_t, BIT_CHOSEN(int32_t))
+RELU_BACKWARD(relu_backward_bits_f64, double, int64_t, BIT_CHOSEN(int64_t))
 
 /* Set bits per byte value. */
 static const uint8_t POPCOUNT8[256] = {
@@ -243,24 +248,6 @@ static const uint8_t POPCOUNT8[256] = {
 RELU_BITS(relu_bits_f32, float)
 RELU_BITS(relu_bits_f64, double)
 
-/* relu's backward from its output y with a chosen slope at the kinks marked in bits (as RELU_BITS sets
- * them; NULL: none), from entry `start` (a multiple of 8) on: as RELU_BACKWARD, the mask read bit by bit. */
-#define RELU_BACKWARD_BITS(NAME, T, I)                                                                  \
-    static void NAME(I *restrict out, const T *restrict g, const T *restrict y,                         \
-                     const uint8_t *restrict bits, int64_t n, T slope, int64_t start) {                 \
-        I sloped = -(I)(slope != 0);                                                                    \
-        for (int64_t i = start; i < n; i++) {                                                           \
-            T put = slope * g[i], own = g[i];                                                           \
-            I put_bits, own_bits, passed = -(I)!(y[i] <= 0);                                            \
-            I chosen = bits == NULL ? 0 : -(I)((bits[i >> 3] >> (i & 7)) & 1);                          \
-            memcpy(&put_bits, &put, sizeof put_bits);                                                   \
-            memcpy(&own_bits, &own, sizeof own_bits);                                                   \
-            out[i] = (put_bits & chosen & sloped) | (own_bits & passed & ~chosen);                      \
-        }                                                                                               \
-    }
-RELU_BACKWARD_BITS(relu_backward_bits_f32, float, int32_t)
-RELU_BACKWARD_BITS(relu_backward_bits_f64, double, int64_t)
-
 #ifdef HAVE_AVX2
 /* RELU_BITS in float32 for the entries up to the last multiple of 16; returns that count in *done.
  * Measured 1.8 times faster than RELU_BITS (which the compiler does not vectorise: a byte of bits per
@@ -283,7 +270,8 @@ AVX2 static int64_t relu_bits_avx2(const float *restrict x, float *restrict out,
     return hits;
 }
 
-/* RELU_BACKWARD_BITS in float32 for the entries up to the last multiple of 8; returns that count. */
+/* relu_backward_bits_f32 (RELU_BACKWARD with BIT_CHOSEN) for the entries up to the last multiple of 8;
+ * returns that count. */
 AVX2 static int64_t relu_backward_bits_avx2(float *restrict out, const float *restrict g, const float *restrict y,
                                             const uint8_t *restrict bits, int64_t n, float slope) {
     const __m256 zero = _mm256_setzero_ps(), s = _mm256_set1_ps(slope);
@@ -731,10 +719,10 @@ static PyObject *py_relu_backward(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     if (wide)
         relu_backward_f64((int64_t *)out, (const double *)g, (const double *)y, (const uint8_t *)mask, n,
-                          slope);
+                          slope, 0);
     else
         relu_backward_f32((int32_t *)out, (const float *)g, (const float *)y, (const uint8_t *)mask, n,
-                          (float)slope);
+                          (float)slope, 0);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
