@@ -709,24 +709,6 @@ static PyObject *py_put(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-static PyObject *py_relu_backward(PyObject *self, PyObject *args) {
-    unsigned long long out, g, y, mask;
-    long long n;
-    double slope;
-    int wide;
-    if (!PyArg_ParseTuple(args, "KKKKLdp", &out, &g, &y, &mask, &n, &slope, &wide))
-        return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    if (wide)
-        relu_backward_f64((int64_t *)out, (const double *)g, (const double *)y, (const uint8_t *)mask, n,
-                          slope, 0);
-    else
-        relu_backward_f32((int32_t *)out, (const float *)g, (const float *)y, (const uint8_t *)mask, n,
-                          (float)slope, 0);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
-}
-
 /* relu_bits(x, out, bits, n, wide) -> how many x == 0 */
 static PyObject *py_relu_bits(PyObject *self, PyObject *args) {
     unsigned long long x, out, bits;
@@ -749,24 +731,30 @@ static PyObject *py_relu_bits(PyObject *self, PyObject *args) {
     return PyLong_FromLongLong(r);
 }
 
-static PyObject *py_relu_backward_bits(PyObject *self, PyObject *args) {
-    unsigned long long out, g, y, bits;
+/* relu_backward(out, g, y, mask, n, slope, wide, bits): the mask one byte per entry, or (bits) one bit per
+ * entry as relu_bits writes them, 0 for none */
+static PyObject *py_relu_backward(PyObject *self, PyObject *args) {
+    unsigned long long out, g, y, mask;
     long long n;
     double slope;
-    int wide;
-    if (!PyArg_ParseTuple(args, "KKKKLdp", &out, &g, &y, &bits, &n, &slope, &wide))
+    int wide, bits;
+    if (!PyArg_ParseTuple(args, "KKKKLdpp", &out, &g, &y, &mask, &n, &slope, &wide, &bits))
         return NULL;
-    const uint8_t *b = (const uint8_t *)bits; /* (0: no kink) */
+    const uint8_t *m = (const uint8_t *)mask;
     Py_BEGIN_ALLOW_THREADS
-    if (wide) {
-        relu_backward_bits_f64((int64_t *)out, (const double *)g, (const double *)y, b, n, slope, 0);
+    if (!bits && wide) {
+        relu_backward_f64((int64_t *)out, (const double *)g, (const double *)y, m, n, slope, 0);
+    } else if (!bits) {
+        relu_backward_f32((int32_t *)out, (const float *)g, (const float *)y, m, n, (float)slope, 0);
+    } else if (wide) {
+        relu_backward_bits_f64((int64_t *)out, (const double *)g, (const double *)y, m, n, slope, 0);
     } else {
         int64_t done = 0;
 #ifdef HAVE_AVX2
         if (use_avx2)
-            done = relu_backward_bits_avx2((float *)out, (const float *)g, (const float *)y, b, n, (float)slope);
+            done = relu_backward_bits_avx2((float *)out, (const float *)g, (const float *)y, m, n, (float)slope);
 #endif
-        relu_backward_bits_f32((int32_t *)out, (const float *)g, (const float *)y, b, n, (float)slope, done);
+        relu_backward_bits_f32((int32_t *)out, (const float *)g, (const float *)y, m, n, (float)slope, done);
     }
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
@@ -845,11 +833,10 @@ static PyMethodDef methods[] = {
     {"hits", py_hits, METH_VARARGS, "hits(g, mask, n, wide) -> count of mask & (g != 0)"},
     {"put", py_put, METH_VARARGS, "put(out, g, mask, n, slope, wide): out = slope * g where mask, in place"},
     {"relu_backward", py_relu_backward, METH_VARARGS,
-     "relu_backward(out, g, y, mask, n, slope, wide): slope * g where mask, else g where y > 0, else 0"},
+     "relu_backward(out, g, y, mask, n, slope, wide, bits): slope * g where mask (bytes, or bits), else g "
+     "where y > 0, else 0"},
     {"relu_bits", py_relu_bits, METH_VARARGS,
      "relu_bits(x, out, bits, n, wide) -> count of x == 0: out = relu(x), bit i % 8 of bits[i / 8] = (x[i] == 0)"},
-    {"relu_backward_bits", py_relu_backward_bits, METH_VARARGS,
-     "relu_backward_bits(out, g, y, bits, n, slope, wide): relu_backward with the mask as bits (0: none)"},
     {"count", py_count, METH_VARARGS, "count(mask, n) -> true entries of a 0/1 byte mask"},
     {"ties", py_ties, METH_VARARGS, "ties(x, value, planes, H, W, OH, OW, kh, kw, sh, sw, out, wide) -> count"},
     {"values", py_values, METH_VARARGS,
@@ -866,7 +853,7 @@ static struct PyModuleDef module = {
 
 /* Bumped with every change to a function's arguments or meaning: kinkgrad/_native.py ignores a build of
  * another version (an install not rebuilt since the source changed) and uses PyTorch operators. */
-#define VERSION 10
+#define VERSION 11
 
 PyMODINIT_FUNC PyInit__kernels(void) {
 #ifdef HAVE_AVX2

@@ -18,7 +18,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-_VERSION = 10
+_VERSION = 11
 """The version of ``_kernels.c`` this module calls (its ``VERSION``)."""
 
 try:
@@ -234,16 +234,18 @@ def relu_backward(
         return None
     n = grad.numel()
     if mask is None:
-        kernel, address = _kernels.relu_backward_bits, 0
+        address, bits = 0, True
     elif mask.dtype == torch.bool and mask.shape == grad.shape and _flat(mask):
-        kernel, address = _kernels.relu_backward, mask.data_ptr()
+        address, bits = mask.data_ptr(), False
     elif mask.dtype == torch.uint8 and mask.numel() == -(-n // 8) and _flat(mask):
-        kernel, address = _kernels.relu_backward_bits, mask.data_ptr()
+        address, bits = mask.data_ptr(), True
     else:
         return None
     if out is None:
         out = torch.empty(grad.shape, dtype=grad.dtype)
-    kernel(out.data_ptr(), grad.data_ptr(), output.data_ptr(), address, n, float(slope), wide)
+    _kernels.relu_backward(
+        out.data_ptr(), grad.data_ptr(), output.data_ptr(), address, n, float(slope), wide, bits
+    )
     return out
 
 
