@@ -90,7 +90,8 @@ def _apply(
     When ``f``'s own derivative is 0 at its kinks (``grad_from_output`` given, as for ``relu``), the
     first term is ``f(x)`` itself.
     In plain eager autograd (no transform can be active there) a small ``autograd.Function`` does the
-    same with fewer kernels and less saved memory: :class:`_EagerRule`.
+    same with fewer kernels and less saved memory: :class:`_EagerRule` (and, for ``relu`` of
+    :data:`_FUSED_RELU_MIN` entries or more, :class:`_ReluRule`: one compiled pass each way).
     """
     at_kink = from_policy(name, at_kink)
     watch = active_observer()
