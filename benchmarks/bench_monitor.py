@@ -42,7 +42,7 @@ ModelKind = Literal["mlp", "cnn"]
 
 _MODELS: Mapping[ModelKind, Callable[[], nn.Module]] = {"mlp": _mlp, "cnn": _cnn}
 BATCH: Mapping[ModelKind, int] = {"mlp": 256, "cnn": 64}
-REPEATS: Mapping[ModelKind, tuple[int, int]] = {"mlp": (200, 40), "cnn": (80, 15)}  # (full, quick)
+REPEATS: Mapping[ModelKind, tuple[int, int]] = {"mlp": (200, 40), "cnn": (160, 15)}  # (full, quick)
 
 
 @dataclass(frozen=True)
