@@ -277,6 +277,18 @@ _POSITION_GRIDS = [((2, 2), (2, 2)), ((2, 3), (2, 3)), ((1, 2), (1, 2)), ((2, 2)
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("kernel", [(2, 2), (2, 3), (1, 2), (2, 4)])
+def test_first_maxima_are_pytorchs_pool_indices(dtype: torch.dtype, kernel: tuple[int, int]) -> None:
+    """The windows' first maxima, read from the bits, are the indices of PyTorch's pool (which keeps the
+    first of equal maxima, +0 and -0 included)."""
+    x = _tie_data((2, 3, 9, 13), sum(kernel), dtype)
+    value, indices = F.max_pool2d(x, kernel, return_indices=True)
+    bits = torch.empty(value.shape, dtype=torch.uint8)
+    assert _native.pool_values(x, kernel, kernel, torch.empty_like(value), bits) is not None
+    assert torch.equal(_native.first_maxima(bits, kernel, x.shape[-1]), indices)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize(("kernel", "stride"), _POSITION_GRIDS)
 @pytest.mark.parametrize("shape", [(2, 3, 9, 10), (4, 8, 7), (1, 1, 4, 12), (2, 2, 6, 28)])
 def test_pool_values_are_pytorchs_pool_bit_for_bit_with_its_tie_positions(

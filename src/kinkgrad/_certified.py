@@ -745,7 +745,7 @@ class _PoolSite:
         so far: PyTorch's indices, or each window's first maximum in its ``bits`` (where a decided
         window's winner is its only one)."""
         if self.bits is not None:
-            return _first_maxima(self.bits, self.kernel, self.x.shape[-1])
+            return _native.first_maxima(self.bits, self.kernel, self.x.shape[-1])
         assert self.indices is not None
         return self.indices
 
@@ -827,7 +827,7 @@ class _BitsPool(torch.autograd.Function):
             out = _native.pool_scatter(grad, bits, x.shape, k, k, "first")
             if out is not None:
                 return out, None, None, None
-        indices = _first_maxima(bits, k, x.shape[-1])
+        indices = _native.first_maxima(bits, k, x.shape[-1])
         grad_x = torch.ops.aten.max_pool2d_with_indices_backward(
             grad, x, list(k), list(k), [0, 0], [1, 1], False, indices
         )
@@ -844,20 +844,6 @@ def _pool_bits(x: Tensor, kernel: tuple[int, int]) -> tuple[Tensor, Tensor, int]
     bits = scratch(value, torch.uint8)
     ties = _native.pool_values(x.detach(), kernel, kernel, value, bits)
     return None if ties is None else (value, keep(bits), ties)
-
-
-def _first_maxima(bits: Tensor, kernel: tuple[int, int], width: int) -> Tensor:
-    """PyTorch's max-pool indices (flat within each plane of ``width`` columns) from the windows' bits:
-    each window's first maximum (its lowest clear bit), as PyTorch's pool keeps the first of equal
-    maxima."""
-    (kh, kw), (oh, ow) = kernel, bits.shape[-2:]
-    first = _FIRST_CLEAR.to(bits.device)[bits.long()]
-    rows = torch.arange(oh, device=bits.device).view(-1, 1) * kh + first // kw
-    return rows * width + torch.arange(ow, device=bits.device) * kw + first % kw
-
-
-_FIRST_CLEAR = torch.tensor([next(i for i in range(9) if not b >> i & 1) for b in range(256)])
-"""Per byte value, its lowest clear bit."""
 
 
 def _pool_args(func: Any, args: Any, kwargs: Any) -> tuple[Tensor, tuple[int, int], bool] | None:

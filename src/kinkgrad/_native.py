@@ -41,6 +41,7 @@ __all__ = [
     "count",
     "equal",
     "equal_span",
+    "first_maxima",
     "hits",
     "near",
     "pool_scatter",
@@ -205,6 +206,20 @@ def tied_windows(bits: Tensor, entries: int) -> Tensor:
     bits of :func:`pool_values` for windows of ``entries`` entries (two or more of those bits clear)."""
     maxima = bits.bitwise_not().bitwise_and_((1 << entries) - 1)
     return maxima.bitwise_and(maxima - 1).bool()
+
+
+def first_maxima(bits: Tensor, kernel: tuple[int, int], width: int) -> Tensor:
+    """PyTorch's max-pool indices (flat within each plane of ``width`` columns) of non-overlapping
+    ``kernel`` windows from the bits of :func:`pool_values`: each window's first maximum (its lowest
+    clear bit), as PyTorch's pool keeps the first of equal maxima."""
+    (kh, kw), (oh, ow) = kernel, bits.shape[-2:]
+    first = _FIRST_CLEAR.to(bits.device)[bits.long()]
+    rows = torch.arange(oh, device=bits.device).view(-1, 1) * kh + first // kw
+    return rows * width + torch.arange(ow, device=bits.device) * kw + first % kw
+
+
+_FIRST_CLEAR = torch.tensor([next(i for i in range(9) if not b >> i & 1) for b in range(256)])
+"""Per byte value, its lowest clear bit."""
 
 
 def unpack_bits(bits: Tensor, shape: torch.Size) -> Tensor:

@@ -38,19 +38,20 @@ _OPS_NAMESPACES: set[int] = set()
 """``id`` of the global namespace of every ``kinkgrad.ops`` module (see :func:`_inside_kinkgrad_op`)."""
 
 
-_LOADED = [False]
+_LOADED = False
 """Whether :data:`_ROUTES` is filled (a flag, not the dict's truth, which Dynamo guards entry by entry)."""
 
 
 def _load_registry() -> None:
-    if not _LOADED[0]:
+    global _LOADED
+    if not _LOADED:
         from kinkgrad._registry import OPS, ROUTES
 
         _KINDS.update({name: spec.kind for name, spec in OPS.items()})
         ops = [m for name, m in sys.modules.items() if name.startswith("kinkgrad.ops.")]
         _OPS_NAMESPACES.update(id(vars(m)) for m in ops)
         _ROUTES.update({id(func): route for func, route in ROUTES.items()})
-        _LOADED[0] = True
+        _LOADED = True
 
 
 class kink_policy(contextlib.ContextDecorator):
