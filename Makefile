@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck bench clean
 
-$(STAMP): pyproject.toml src/kinkgrad/_kernels.c
+$(STAMP): pyproject.toml src/kinkgrad/_kernels.c src/kinkgrad/_dispatch.c
 	$(PY) -m venv $(VENV)
 	# torch is pinned here: on our machines 2.13.0 is a CPU build already on disk.
 	$(BIN)/pip install -q "torch==2.13.0"

@@ -35,3 +35,18 @@ def relu_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(_elementwise, "_FUSED_RELU_MIN", 0 if request.param == "fused" else 2**62)
     return str(request.param)
+
+
+@pytest.fixture(params=["compiled", "python"])
+def dispatch(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once through each way a policy's mode runs calls: kinkgrad's compiled dispatch (the
+    default where it is built) and the mode's Python method alone (kinkgrad built without a C compiler)."""
+    from kinkgrad import _policy
+
+    if request.param == "python":
+        monkeypatch.setattr(_policy, "_dispatch", None)
+    else:
+        assert _policy._dispatch is not None, (
+            "kinkgrad._dispatch was not built: `make` builds it (C compiler)"
+        )
+    return str(request.param)

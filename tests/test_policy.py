@@ -54,7 +54,7 @@ ENTRY_POINTS = {
 
 
 @pytest.mark.parametrize("name", list(ENTRY_POINTS))
-def test_default_makes_every_spelling_of_relu_agree(name: str) -> None:
+def test_default_makes_every_spelling_of_relu_agree(name: str, dispatch: str) -> None:
     fn = ENTRY_POINTS[name]
     for lam in (0.0, 0.3, 1.0):
         with kink_policy(default=lam):
@@ -105,7 +105,7 @@ def test_relu6_module_uses_relu6_choice_before_hardtanh() -> None:
         assert grad_at(lambda x: nn.ReLU6()(x)) == pytest.approx(0.2)
 
 
-def test_policies_nest_innermost_wins_outer_restored() -> None:
+def test_policies_nest_innermost_wins_outer_restored(dispatch: str) -> None:
     with kink_policy(default=1.0):
         assert grad_at(torch.relu) == 1.0
         with kink_policy(relu=0.25):
@@ -116,7 +116,7 @@ def test_policies_nest_innermost_wins_outer_restored() -> None:
     assert kinkgrad._policy.active_policy() is None
 
 
-def test_decorator_and_reentry() -> None:
+def test_decorator_and_reentry(dispatch: str) -> None:
     @kink_policy(relu=1.0)
     def f(x: torch.Tensor) -> torch.Tensor:
         return torch.relu(x)
@@ -126,13 +126,13 @@ def test_decorator_and_reentry() -> None:
     assert grad_at(torch.relu) == 0.0
 
 
-def test_exception_inside_policy_restores_state() -> None:
+def test_exception_inside_policy_restores_state(dispatch: str) -> None:
     with pytest.raises(ZeroDivisionError), kink_policy(relu=1.0):
         1 / 0  # noqa: B018
     assert grad_at(torch.relu) == 0.0
 
 
-def test_policy_is_per_thread() -> None:
+def test_policy_is_per_thread(dispatch: str) -> None:
     results: dict[str, float] = {}
     barrier = threading.Barrier(2)
 
@@ -179,7 +179,7 @@ def test_every_op_name_has_routes_and_every_route_names_an_op() -> None:
     assert routed == set(OPS), set(OPS) ^ routed
 
 
-def test_model_under_policy_matches_explicit_ops() -> None:
+def test_model_under_policy_matches_explicit_ops(dispatch: str) -> None:
     """A small CNN with exact ties: the policy over unmodified code equals hand-written kinkgrad ops."""
     torch.manual_seed(0)
     conv, lin = nn.Conv2d(1, 2, 3, padding=1, bias=False), nn.Linear(2 * 4 * 4, 3)
@@ -209,7 +209,7 @@ def test_model_under_policy_matches_explicit_ops() -> None:
     assert not torch.equal(conv.weight.grad, grads[0]), "the test input hits no kink that matters"
 
 
-def test_compiled_model_under_policy_with_inplace_and_hardswish() -> None:
+def test_compiled_model_under_policy_with_inplace_and_hardswish(dispatch: str) -> None:
     m = nn.Sequential(nn.Linear(3, 3), nn.ReLU(inplace=True), nn.Hardswish())
     with torch.no_grad():
         m[0].weight.zero_()

@@ -264,6 +264,10 @@ class _Strict(kink_policy):
     def intercept(self, func: Any, args: Any, kwargs: Any) -> Any:
         return NotImplemented if self.fast is None else self.fast.intercept(func, args, kwargs)
 
+    @staticmethod
+    def passes(func: Any) -> bool:
+        return func not in _COMPARISONS and func not in _RELU and func not in _MAX_POOL
+
     def call(self, func: Any, args: Any, kwargs: Any) -> Any:
         result = func(*args, **kwargs)
         kind = _COMPARISONS.get(func)

@@ -14,8 +14,9 @@ import contextlib
 import functools
 import sys
 import threading
+import warnings
 from collections.abc import Iterator, Mapping
-from types import FrameType
+from types import FrameType, MethodType, MethodWrapperType
 from typing import Any
 
 import torch
@@ -23,6 +24,20 @@ from torch.overrides import TorchFunctionMode
 
 from kinkgrad._observe import active_observer
 from kinkgrad._rules import check_lambda, check_tie_rule
+
+try:
+    from kinkgrad import _dispatch  # type: ignore[attr-defined]
+except ImportError:  # built without a C compiler: the mode is its Python method alone
+    _dispatch = None
+if _dispatch is not None and getattr(_dispatch, "VERSION", None) != 1:
+    warnings.warn(
+        "kinkgrad's compiled dispatch was built from another version of src/kinkgrad/_dispatch.c; it is not "
+        "used (policies cost more per PyTorch call) until kinkgrad is reinstalled: `pip install -e .`, or "
+        "`make` in a checkout",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    _dispatch = None
 
 _ROUTES: dict[int, Any] = {}
 """The registry's dispatch table by ``id`` of each entry point (the registry keeps them alive), filled
@@ -112,6 +127,12 @@ class kink_policy(contextlib.ContextDecorator):
         torch-function mode, rather than in a second mode that every call would cross)."""
         return NotImplemented
 
+    @staticmethod
+    def passes(func: Any) -> bool:
+        """Whether a strict policy of this class runs ``func`` (a smooth function without a route) as it
+        is, unseen by :meth:`intercept` and :meth:`call`: the torch-function mode then runs it from C."""
+        return True
+
     def choice(self, *names: str) -> Any:
         """The ``at_kink`` this policy gives the first of ``names`` it sets explicitly, else the default
         for the kind of ``names[0]`` (``None``: PyTorch's own)."""
@@ -133,13 +154,13 @@ class kink_policy(contextlib.ContextDecorator):
         self._generator = torch.Generator().manual_seed(self.seed)
         _stack().append(self)
         _acquire_mode()
-        _state.policy = self
+        _set_policy(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         stack = _stack()
         stack.pop()
-        _state.policy = stack[-1] if stack else None
+        _set_policy(stack[-1] if stack else None)
         _release_mode(*exc)
 
 
@@ -167,6 +188,19 @@ def _teach_dynamo() -> None:
         from torch._dynamo.variables import torch as dynamo_torch
 
         dynamo_torch.get_overridable_functions().update(ROUTES)
+    if _dispatch is not None:  # Dynamo traces the mode's Python method in place of its C one
+        with contextlib.suppress(ImportError, AttributeError):
+
+            def traced(mode: _PolicyMode, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+                return _PolicyMode.__torch_function__(mode, func, types, args, kwargs)
+
+            torch.compiler.substitute_in_graph(_dispatch.call, skip_signature_check=True)(traced)
+
+
+def _set_policy(policy: kink_policy | None) -> None:
+    """Make ``policy`` this thread's innermost (its mode exists: the policy holds it)."""
+    _state.policy = policy
+    _state.mode.plain = _STRICT_PLAIN if policy is not None and policy.strict else None
 
 
 def _stack() -> list[kink_policy]:
@@ -229,7 +263,24 @@ def active_generator() -> torch.Generator | None:
     return None if policy is None else policy._generator
 
 
+_STRICT_PLAIN: dict[int, Any] = {}
+"""The functions strict policies run as they are, by ``id`` (each kept alive here, so that its ``id``
+is not reused): filled as their mode meets them."""
+
+
 class _PolicyMode(TorchFunctionMode):
+    """The thread's routing mode. Where kinkgrad's compiled dispatch is built, PyTorch calls
+    :func:`_dispatch.call` rather than :meth:`__torch_function__`: it runs every function without a
+    route as it is (``plain`` is ``None``), or under a strict policy those of ``plain`` and attribute
+    accessors, and hands every other call to :meth:`__torch_function__`."""
+
+    plain: dict[int, Any] | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        if _dispatch is not None:
+            self.__torch_function__ = MethodType(_dispatch.call, self)  # type: ignore[method-assign]
+
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         # (the active policy is read from the thread's state, not from this mode: under torch.compile,
         # Dynamo guards what it reads, and through the mode stack each guard costs a Python call)
@@ -242,7 +293,10 @@ class _PolicyMode(TorchFunctionMode):
             if taken is not NotImplemented:
                 return taken
         if route is None:  # (a strict policy's: certification checks and may re-run every call)
-            _refuse_unsupported(func, args, kwargs or {})
+            if _smooth_or_refuse(func, args, kwargs or {}) and policy.passes(func):  # type: ignore[union-attr]
+                if len(_STRICT_PLAIN) > 4096:  # (bounded, should callables be made on the fly)
+                    _STRICT_PLAIN.clear()
+                _STRICT_PLAIN[id(func)] = func
             return policy.call(func, args, kwargs or {})  # type: ignore[union-attr]
         kwargs = kwargs or {}
         if "out" in kwargs or (not torch.compiler.is_compiling() and _inside_kinkgrad_op()):
@@ -252,6 +306,12 @@ class _PolicyMode(TorchFunctionMode):
             return func(*args, **kwargs)
         _require_strided(func, args, kwargs)
         return route.call(choice, args, kwargs)
+
+
+if _dispatch is not None:
+    # (for an attribute, x.grad or x.shape, PyTorch passes a method-wrapper bound afresh on every call;
+    # none is a kink, so a strict policy's mode runs every one as it is)
+    _dispatch.configure(_ROUTES, _PolicyMode.__torch_function__, MethodWrapperType)
 
 
 def _require_strided(func: Any, args: Any, kwargs: Any) -> None:
@@ -294,8 +354,9 @@ def _suspect(func: Any) -> bool:
     return func in UNSUPPORTED
 
 
-def _refuse_unsupported(func: Any, args: Any, kwargs: Any) -> None:
-    """Under certification, a nonsmooth op without a kink rule on a differentiated tensor raises."""
+def _smooth_or_refuse(func: Any, args: Any, kwargs: Any) -> bool:
+    """Under certification, a nonsmooth op without a kink rule on a differentiated tensor raises.
+    Whether ``func`` is smooth (else it is nonsmooth, on tensors not differentiated)."""
     try:
         suspect = _SUSPECT.get(func)
         if suspect is None:
@@ -305,7 +366,7 @@ def _refuse_unsupported(func: Any, args: Any, kwargs: Any) -> None:
     except TypeError:  # (an unhashable callable)
         suspect = _suspect(func)
     if not suspect:
-        return
+        return True
     tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
     if any(t.requires_grad or torch.autograd.forward_ad.unpack_dual(t).tangent is not None for t in tensors):
         from kinkgrad._certified import UnsupportedKinkError
@@ -315,3 +376,4 @@ def _refuse_unsupported(func: Any, args: Any, kwargs: Any) -> None:
             f"{name} is nonsmooth and has no kink rule in kinkgrad, so the gradient through it cannot be "
             "certified; detach its input if it should not be differentiated"
         )
+    return False

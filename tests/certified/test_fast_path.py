@@ -162,7 +162,7 @@ def test_kinkgrad_direction_follows_its_recipe_and_is_drawn_only_where_read() ->
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("explicit", [False, True])
 def test_the_one_pass_pool_gives_the_certified_gradient_of_pytorchs_pool(
-    dtype: torch.dtype, explicit: bool, monkeypatch: pytest.MonkeyPatch
+    dtype: torch.dtype, explicit: bool, monkeypatch: pytest.MonkeyPatch, dispatch: str
 ) -> None:
     """The fast path's max-pool from one compiled pass (its values and maxima as bits; PyTorch's first
     maximum, or a decided one, gets the gradient) gives the certified gradient that PyTorch's pool with

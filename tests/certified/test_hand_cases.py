@@ -119,7 +119,7 @@ def test_check_ad_reports_sites_and_sufficient_conditions() -> None:
     assert record.sufficient_condition == "park-chun-lee-2024" and record.agree is not None
 
 
-def test_unsupported_nonsmooth_ops_raise_naming_the_op() -> None:
+def test_unsupported_nonsmooth_ops_raise_naming_the_op(dispatch: str) -> None:
     x = _t([0.5, 1.5])
     for op, name in [(torch.round, "round"), (torch.floor, "floor"), (torch.sign, "sign")]:
         with pytest.raises(kinkgrad.UnsupportedKinkError, match=name):
@@ -150,7 +150,7 @@ def test_bad_input_names_the_argument() -> None:
         clarke_backward(lambda: x.sum(), [x], direction=[x, x])
 
 
-def test_comparisons_that_tie_are_decided_along_the_ray() -> None:
+def test_comparisons_that_tie_are_decided_along_the_ray(dispatch: str) -> None:
     """``where(x > 0, x, 0)`` is relu written with a comparison: certified too."""
     x = _t([0.0, 0.0, 1.0])
     f = lambda x: UP * (torch.where(x > 0, x, 0.0) - torch.relu(-x)).sum()  # noqa: E731  (= UP·Σx)
