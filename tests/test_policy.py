@@ -228,6 +228,25 @@ def test_compiled_model_under_policy_with_inplace_and_hardswish(dispatch: str) -
     torch.testing.assert_close(grads[1.0], torch.tensor([2.0, 0.0, 4.0]))
 
 
+@pytest.mark.parametrize("backend", ["eager", "aot_eager"])
+def test_a_compiled_graph_applies_each_rule_once_whatever_its_backend(backend: str, dispatch: str) -> None:
+    """The eager backend runs the graph's ``torch`` calls from Python with the policy's mode still active
+    (pytorch/pytorch#196056): those calls, already routed when the graph was traced, must not be routed
+    again. An FX graph traced by hand, outside ``torch.compile``, is unmodified code: routed."""
+    torch._dynamo.reset()
+    f = torch.compile(lambda x: (F.relu(x) - torch.relu(-x)).sum() * UP, backend=backend, fullgraph=True)
+    for lam in (0.25, 1.0):
+        x = torch.zeros(3, requires_grad=True)
+        with kink_policy(default=lam):
+            f(x).backward()
+        assert x.grad is not None and x.grad.tolist() == [UP * 2 * lam] * 3
+    traced = torch.fx.symbolic_trace(nn.Sequential(nn.ReLU()))
+    x = torch.zeros(3, requires_grad=True)
+    with kink_policy(default=0.25):
+        traced(x).sum().backward()
+    assert x.grad is not None and x.grad.tolist() == [0.25] * 3
+
+
 def test_double_backward_through_an_eager_kink_rule() -> None:
     """Second derivatives away from the kink survive the eager rule (create_graph=True)."""
     x = torch.tensor([0.0, 0.3, -0.7], dtype=torch.float64, requires_grad=True)

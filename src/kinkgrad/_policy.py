@@ -50,7 +50,7 @@ _KINDS: dict[str, str] = {}
 
 
 _OPS_NAMESPACES: set[int] = set()
-"""``id`` of the global namespace of every ``kinkgrad.ops`` module (see :func:`_inside_kinkgrad_op`)."""
+"""``id`` of the global namespace of every ``kinkgrad.ops`` module (see :func:`_routed_already`)."""
 
 
 _LOADED = False
@@ -299,7 +299,7 @@ class _PolicyMode(TorchFunctionMode):
                 _STRICT_PLAIN[id(func)] = func
             return policy.call(func, args, kwargs or {})  # type: ignore[union-attr]
         kwargs = kwargs or {}
-        if "out" in kwargs or (not torch.compiler.is_compiling() and _inside_kinkgrad_op()):
+        if "out" in kwargs or (not torch.compiler.is_compiling() and _routed_already()):
             return func(*args, **kwargs)
         choice = None if policy is None else policy.choice(*route.names(args, kwargs))
         if choice is None and active_observer() is None:
@@ -327,15 +327,24 @@ def _require_strided(func: Any, args: Any, kwargs: Any) -> None:
             )
 
 
-def _inside_kinkgrad_op() -> bool:
-    """Is this call PyTorch's own op inside a kinkgrad op (called directly, while a mode is active)?
-    Then it must run as it is: the kinkgrad op around it already applies the choice and reports."""
+def _routed_already() -> bool:
+    """Is this call one that kinkgrad has routed already? Then it must run as it is. Two such calls:
+    - PyTorch's own op inside a kinkgrad op (called directly, while a mode is active): the kinkgrad op
+      around it applies the choice and reports;
+    - an op of a graph that ``torch.compile`` traced through this mode (the mode's routes are in the
+      graph), run by a backend that calls the graph's ``torch`` functions from Python
+      (``backend="eager"``): PyTorch runs that graph with the mode still active
+      (pytorch/pytorch#196056), and each kink would get its rule twice.
+    """
     frame: FrameType | None = sys._getframe(2)
     for _ in range(4):
         if frame is None:
             return False
         if id(frame.f_globals) in _OPS_NAMESPACES:
             return True
+        if frame.f_code.co_filename.startswith("<eval_with_key>"):  # an FX graph's generated code
+            graph = frame.f_locals.get("self")
+            return isinstance(graph, torch.fx.GraphModule) and "dynamo_compile_id" in graph.meta
         frame = frame.f_back
     return False
 
