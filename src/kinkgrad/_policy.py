@@ -26,7 +26,7 @@ from kinkgrad._observe import active_observer
 from kinkgrad._rules import check_lambda, check_tie_rule
 
 try:
-    from kinkgrad import _dispatch  # type: ignore[attr-defined]
+    from kinkgrad import _dispatch
 except ImportError:  # built without a C compiler: the mode is its Python method alone
     _dispatch = None
 if _dispatch is not None and getattr(_dispatch, "VERSION", None) != 1:
@@ -188,13 +188,15 @@ def _teach_dynamo() -> None:
         from torch._dynamo.variables import torch as dynamo_torch
 
         dynamo_torch.get_overridable_functions().update(ROUTES)
-    if _dispatch is not None:  # Dynamo traces the mode's Python method in place of its C one
-        with contextlib.suppress(ImportError, AttributeError):
+    # Dynamo traces the mode's Python method in place of its C one (registered whenever the extension is
+    # built, whether or not this process uses it: the tests switch its use on and off)
+    with contextlib.suppress(ImportError, AttributeError):
+        from kinkgrad._dispatch import call
 
-            def traced(mode: _PolicyMode, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-                return _PolicyMode.__torch_function__(mode, func, types, args, kwargs)
+        def traced(mode: _PolicyMode, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            return _PolicyMode.__torch_function__(mode, func, types, args, kwargs)
 
-            torch.compiler.substitute_in_graph(_dispatch.call, skip_signature_check=True)(traced)
+        torch.compiler.substitute_in_graph(call, skip_signature_check=True)(traced)
 
 
 def _set_policy(policy: kink_policy | None) -> None:
