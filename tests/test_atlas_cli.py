@@ -83,6 +83,8 @@ def test_cli_env_and_version(capsys: pytest.CaptureFixture[str]) -> None:
     info = json.loads(capsys.readouterr().out)
     assert info["kinkgrad"] == kinkgrad.__version__ and info["torch"] == torch.__version__
     assert {"numpy", "python", "platform", "torch_threads", "default_dtype"} <= set(info)
+    # (`make` builds both C extensions; a build without a C compiler says "no")
+    assert info["kinkgrad_compiled_passes"] == info["kinkgrad_compiled_dispatch"] == "yes"
     with pytest.raises(SystemExit) as stop:
         main(["--version"])
     assert stop.value.code == 0

@@ -10,7 +10,7 @@ import sys
 import torch
 
 import kinkgrad
-from kinkgrad import _native
+from kinkgrad import _native, _policy
 
 
 def _version(dist: str) -> str:
@@ -28,9 +28,11 @@ def environment() -> dict[str, str]:
         >>> info["kinkgrad"] == kinkgrad.__version__
         True
     """
+    built = {True: "yes", False: "no (built without a C compiler)"}
     return {
         "kinkgrad": kinkgrad.__version__,
-        "kinkgrad_compiled_passes": "yes" if _native.available() else "no (built without a C compiler)",
+        "kinkgrad_compiled_passes": built[_native.available()],
+        "kinkgrad_compiled_dispatch": built[_policy._dispatch is not None],
         "torch": torch.__version__,
         "numpy": _version("numpy"),
         "jax": _version("jax"),
