@@ -405,3 +405,17 @@ def test_pool_counts_equal_the_oracle_in_both_memory_formats(
         assert torch.equal(grad.contiguous().view(torch.uint8), plain.contiguous().view(torch.uint8))
         assert torch.equal(second, plain_second)
     assert 0 < expected[2] < expected[1] < expected[0]
+
+
+@pytest.mark.parametrize("backend", ["eager", "aot_eager"])
+def test_nothing_is_counted_inside_torch_compile_whatever_the_backend(backend: str) -> None:
+    """The eager backend runs the graph's ``torch`` calls from Python with the monitor's mode still
+    active (pytorch/pytorch#196056): those calls are the compiled region's, and are not counted. The
+    same monitor counts the eager call beside them."""
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x: torch.relu(x).sum(), backend=backend, fullgraph=True)
+    x = torch.tensor([0.0, 0.0, 1.0], requires_grad=True)
+    with KinkMonitor() as monitor:
+        (compiled(x) + torch.relu(x - 1.0).sum()).backward()
+    record = _one(monitor)
+    assert (record.op, record.calls, record.elements, record.exact_kinks) == ("relu", 1, 3, 1)
