@@ -83,6 +83,38 @@ def test_equal_is_the_comparison_and_counts_it(dtype: torch.dtype, point: float,
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("point", [0.0, -0.0, 1.0, 1e-3, 1e-30])
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("flush_denormal", [False, True])
+def test_any_equal_is_whether_the_comparison_holds_anywhere(
+    dtype: torch.dtype, point: float, size: int, flush_denormal: bool
+) -> None:
+    """``(x == point).any()``: on data with the special values, on data with no entry at the point, and
+    with one entry at it (or, for 0, one subnormal: equal only when denormals are flushed) placed
+    first, last, mid-way, and on each side of the 4096-entry block edges."""
+    base = _data(size, dtype, point, seed=size + 3)
+    away = base.clone()
+    away[base == point] = 2.0
+    cases = [base, away]
+    for i in sorted({0, size - 1, size // 2, 4095, 4096, 2 * 4096, 2 * 4096 + 1} & set(range(size))):
+        one = away.clone()
+        one[i] = point
+        cases.append(one)
+        if point == 0:
+            tiny = away.clone()
+            tiny[i] = torch.finfo(dtype).tiny / 4
+            cases.append(tiny)
+    torch.set_flush_denormal(flush_denormal)
+    try:
+        for x in cases:
+            expected = bool((x == point).any())
+            assert _native.any_equal(x, point) is expected
+    finally:
+        torch.set_flush_denormal(False)
+    assert not bool((away == point).any()) and (size == 0 or len(cases) > 2)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("size", SIZES)
 def test_count_is_the_sum(dtype: torch.dtype, size: int) -> None:
     g = torch.Generator().manual_seed(size)
@@ -380,6 +412,7 @@ def test_passes_decline_where_they_do_not_apply() -> None:
     mask = x > 0
     for other in (x.t(), x.half(), x.bfloat16(), x.to(torch.int32), x[:, ::2]):
         assert _native.equal(other, 0.0) is None
+        assert _native.any_equal(other, 0.0) is None
         assert _native.equal_span(other) is None
         assert _native.near(other, 1e-6) is None
     assert _native.equal(x, 0.0, torch.empty(3, dtype=torch.bool)) is None  # out of another shape

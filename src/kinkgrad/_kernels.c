@@ -60,6 +60,23 @@ static int use_avx2 = 0;
 EQUAL(equal_f32, float)
 EQUAL(equal_f64, double)
 
+/* Whether some x[i] == point: reads block by block, stops after the first block that holds one, writes
+ * nothing (where no entry is at the kink, the usual case, this is cheaper than EQUAL's mask). */
+#define ANY_EQUAL(NAME, T)                                                                              \
+    CLONES static int NAME(const T *x, int64_t n, T point) {                                            \
+        for (int64_t start = 0; start < n; start += BLOCK) {                                            \
+            int64_t stop = start + BLOCK < n ? start + BLOCK : n;                                       \
+            int hit = 0;                                                                                \
+            for (int64_t i = start; i < stop; i++)                                                      \
+                hit |= x[i] == point;                                                                   \
+            if (hit)                                                                                    \
+                return 1;                                                                               \
+        }                                                                                               \
+        return 0;                                                                                       \
+    }
+ANY_EQUAL(any_equal_f32, float)
+ANY_EQUAL(any_equal_f64, double)
+
 /* Entries with |x| <= tol, tol = (T)(scale * rel), scale = the largest finite |x| (0 when none); NaN is
  * never near. A first pass reads the bits as signed integers (compares that vectorise; for non-NaN
  * floats, the bits of |x| order as |x| does) for the scale and the smallest nonzero |x| (its bits less
@@ -628,6 +645,20 @@ static PyObject *py_equal(PyObject *self, PyObject *args) {
     return PyLong_FromLongLong(r);
 }
 
+static PyObject *py_any_equal(PyObject *self, PyObject *args) {
+    unsigned long long x;
+    long long n;
+    double point;
+    int wide;
+    if (!PyArg_ParseTuple(args, "KLdp", &x, &n, &point, &wide))
+        return NULL;
+    int r;
+    Py_BEGIN_ALLOW_THREADS
+    r = wide ? any_equal_f64((const double *)x, n, point) : any_equal_f32((const float *)x, n, (float)point);
+    Py_END_ALLOW_THREADS
+    return PyBool_FromLong(r);
+}
+
 /* Returns (count, bits of the largest finite |x|); minima receives one integer of x's width per block. */
 static PyObject *py_equal_span(PyObject *self, PyObject *args) {
     unsigned long long x, out, minima;
@@ -824,6 +855,7 @@ static PyObject *py_scatter(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"equal", py_equal, METH_VARARGS, "equal(x, n, point, out, wide) -> count: out = (x == point)"},
+    {"any_equal", py_any_equal, METH_VARARGS, "any_equal(x, n, point, wide) -> whether some x[i] == point"},
     {"equal_span", py_equal_span, METH_VARARGS,
      "equal_span(x, n, out, minima, wide) -> (count, bits of largest finite |x|): out = (x == 0); "
      "minima: one entry per BLOCK entries of x"},
@@ -853,7 +885,7 @@ static struct PyModuleDef module = {
 
 /* Bumped with every change to a function's arguments or meaning: kinkgrad/_native.py ignores a build of
  * another version (an install not rebuilt since the source changed) and uses PyTorch operators. */
-#define VERSION 11
+#define VERSION 12
 
 PyMODINIT_FUNC PyInit__kernels(void) {
 #ifdef HAVE_AVX2

@@ -18,7 +18,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-_VERSION = 11
+_VERSION = 12
 """The version of ``_kernels.c`` this module calls (its ``VERSION``)."""
 
 try:
@@ -37,6 +37,7 @@ if _kernels is not None and getattr(_kernels, "VERSION", None) != _VERSION:
 
 __all__ = [
     "Span",
+    "any_equal",
     "available",
     "count",
     "equal",
@@ -89,6 +90,15 @@ def _wide(data: Tensor, *same: Tensor, masks: tuple[Tensor, ...] = ()) -> bool |
         if m.dtype != torch.bool or not _flat(m):
             return None
     return wide
+
+
+def any_equal(x: Tensor, point: float) -> bool | None:
+    """Whether some entry of ``x`` equals ``point`` (rounded to ``x``'s dtype), reading ``x`` only up to
+    the first block that holds one and writing nothing; ``None`` where the pass does not apply."""
+    wide = _wide(x)
+    if wide is None:
+        return None
+    return bool(_kernels.any_equal(x.data_ptr(), x.numel(), float(point), wide))
 
 
 def equal(x: Tensor, point: float, out: Tensor | None = None) -> tuple[Tensor, int] | None:

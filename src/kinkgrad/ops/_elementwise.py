@@ -229,14 +229,19 @@ def _kink_masks(x: Tensor, kinks: Sequence[Kink], mode: Trace) -> list[Tensor] |
 
 
 def _hit_mask(x: Tensor, point: float) -> Tensor | None:
-    """The mask ``x == point`` if some element is at ``point``, else ``None`` (eager only). It is written
-    into a reused buffer (:func:`~kinkgrad._scratch.scratch`: the usual answer, no kink, then allocates
-    nothing): by one compiled pass that also counts it (:func:`kinkgrad._native.equal`), the buffer
-    then handed to the caller when a kink is hit (:func:`~kinkgrad._scratch.keep`), or else as the mask
-    of :func:`_differs`, copied out negated."""
+    """The mask ``x == point`` if some element is at ``point``, else ``None`` (eager only).
+
+    Where the compiled passes apply, one pass that writes nothing first says whether any element is
+    at ``point`` (:func:`kinkgrad._native.any_equal`; it stops at the first block that holds one): the
+    usual answer, no kink, costs one read of ``x``. The mask is then written into a reused buffer by
+    a second compiled pass that also counts it (:func:`kinkgrad._native.equal`), and the buffer handed
+    to the caller (:func:`~kinkgrad._scratch.keep`). Elsewhere it is the mask of :func:`_differs`,
+    copied out negated."""
     if x.numel() == 0:
         return None
     seen = x.detach()
+    if _native.any_equal(seen, point) is False:
+        return None
     fused = _native.equal(seen, point, scratch(seen, torch.bool))
     if fused is not None:
         mask, hits = fused
