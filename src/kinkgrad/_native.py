@@ -13,7 +13,9 @@ runs its PyTorch operators, which give the same answer.
 
 from __future__ import annotations
 
+import importlib
 import warnings
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -21,19 +23,30 @@ from torch import Tensor, nn
 _VERSION = 12
 """The version of ``_kernels.c`` this module calls (its ``VERSION``)."""
 
-try:
-    from kinkgrad import _kernels  # type: ignore[attr-defined]
-except ImportError:  # built without a C compiler: every caller uses its PyTorch operators
-    _kernels = None
-if _kernels is not None and getattr(_kernels, "VERSION", None) != _VERSION:
-    warnings.warn(
-        "kinkgrad's compiled passes were built from another version of src/kinkgrad/_kernels.c; they are "
-        "not used (kinkgrad runs the same computations as PyTorch operators, more slowly) until kinkgrad "
-        "is reinstalled: `pip install -e .`, or `make` in a checkout",
-        RuntimeWarning,
-        stacklevel=2,
-    )
-    _kernels = None
+
+def compiled(name: str, version: int, meanwhile: str) -> Any:
+    """kinkgrad's compiled extension ``kinkgrad.<name>`` (from ``src/kinkgrad/<name>.c``), or ``None``:
+    not built (no C compiler at install), or built from another version of its source than ``version``
+    (an install not rebuilt since the source changed: a warning says so, and ``meanwhile`` what runs
+    instead)."""
+    try:
+        module = importlib.import_module(f"kinkgrad.{name}")
+    except ImportError:
+        return None
+    if getattr(module, "VERSION", None) != version:
+        warnings.warn(
+            f"kinkgrad's {name} was built from another version of src/kinkgrad/{name}.c; it is not used "
+            f"({meanwhile}) until kinkgrad is reinstalled: `pip install -e .`, or `make` in a checkout",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+    return module
+
+
+_kernels = compiled(
+    "_kernels", _VERSION, "kinkgrad runs the same computations as PyTorch operators, more slowly"
+)
 
 __all__ = [
     "Span",

@@ -14,7 +14,6 @@ import contextlib
 import functools
 import sys
 import threading
-import warnings
 from collections.abc import Iterator, Mapping
 from types import FrameType, MethodType, MethodWrapperType
 from typing import Any
@@ -22,22 +21,12 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
+from kinkgrad._native import compiled
 from kinkgrad._observe import active_observer
 from kinkgrad._rules import check_lambda, check_tie_rule
 
-try:
-    from kinkgrad import _dispatch
-except ImportError:  # built without a C compiler: the mode is its Python method alone
-    _dispatch = None
-if _dispatch is not None and getattr(_dispatch, "VERSION", None) != 1:
-    warnings.warn(
-        "kinkgrad's compiled dispatch was built from another version of src/kinkgrad/_dispatch.c; it is not "
-        "used (policies cost more per PyTorch call) until kinkgrad is reinstalled: `pip install -e .`, or "
-        "`make` in a checkout",
-        RuntimeWarning,
-        stacklevel=2,
-    )
-    _dispatch = None
+_dispatch = compiled("_dispatch", 1, "policies cost more per PyTorch call")
+"""The common case of the mode in C (``None``: the mode is its Python method alone)."""
 
 _ROUTES: dict[int, Any] = {}
 """The registry's dispatch table by ``id`` of each entry point (the registry keeps them alive), filled
